@@ -1,0 +1,1 @@
+"""Composition root: config -> adapters -> pipeline -> trio nurseries, signals, drain."""
