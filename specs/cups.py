@@ -1,0 +1,71 @@
+"""Dialect `cups`: a China UnionPay (CUPS) interbank link.
+
+Header: 46 bytes (see `switch.iso.headers.CupsHeader`): header length 0x2E, flag and version, total
+message length as 4 ASCII digits, 11-byte destination and source institution IDs, 3 reserved bytes,
+batch number, 8 bytes of transaction information, user information and a 5-digit reject code.
+Message: ASCII MTI, binary 128-bit bitmap, ASCII fields with ASCII length prefixes.
+F32/F33/F100 are institution IDs (n..11, LLVAR); F60 is reserved private (ans...100, LLLVAR) whose
+leading subfields are laid out below; F90 is the original data elements (n42).
+
+Assumptions (CUPS specifications are licensed to members; the public parts agree on the header):
+- TCP framing is a 4-digit ASCII length of header + message, not counting itself;
+- flag and version defaults to 0x02 (production, version 2);
+- F60 subfield positions follow the commonly published interbank layout (message reason code n4,
+  account owner type n1, terminal read capability n1, IC card condition code n1, reserved n1,
+  terminal type n2); later subfields are kept as one remainder.
+"""
+
+from __future__ import annotations
+
+DEFINITION: dict[str, object] = {
+    "name": "cups",
+    "title": "China UnionPay interbank (ASCII, 46-byte header)",
+    "framing": {"prefix": "ascii", "prefix_bytes": 4, "filler_bytes": 0, "keepalive": False},
+    "header": {"kind": "cups", "flag_version": 0x02},
+    "mti": "ascii",
+    "bitmap": "binary",
+    "types": {
+        "n": {"data": "ascii", "length": "ascii"},
+        "an": {"data": "ascii", "length": "ascii"},
+        "ans": {"data": "ascii", "length": "ascii"},
+        "z": {"data": "ascii", "length": "ascii"},
+        "b": {"data": "binary", "length": "ascii"},
+    },
+    "fields": {
+        60: ["ans", 3, 100, "Reserved private (CUPS self-defined data)"],
+    },
+    "subfields": {
+        60: [
+            ["message_reason_code", 4],
+            ["account_owner_type", 1],
+            ["terminal_read_capability", 1],
+            ["ic_card_condition_code", 1],
+            ["reserved", 1],
+            ["terminal_type", 2],
+        ],
+        90: [
+            ["original_mti", 4],
+            ["original_stan", 6],
+            ["original_transmission_datetime", 10],
+            ["original_acquirer_id", 11],
+            ["original_forwarder_id", 11],
+        ],
+    },
+    "mandatory": {
+        "0100": [2, 3, 4, 7, 11, 12, 13, 18, 22, 25, 32, 33, 37, 41, 42, 49, 60],
+        "0110": [2, 3, 4, 7, 11, 32, 33, 37, 39, 41, 42, 49],
+        "0200": [2, 3, 4, 7, 11, 12, 13, 18, 22, 25, 32, 33, 37, 41, 42, 49, 60],
+        "0210": [2, 3, 4, 7, 11, 32, 33, 37, 39, 41, 42, 49],
+        "0420": [2, 3, 4, 7, 11, 32, 33, 37, 41, 42, 49, 60, 90],
+        "0430": [2, 3, 4, 7, 11, 32, 33, 37, 39, 41, 42, 49],
+        "0820": [7, 11, 33, 70],
+        "0830": [7, 11, 33, 39, 70],
+    },
+    "echo": {
+        "1": [2, 3, 4, 7, 11, 12, 13, 18, 22, 25, 32, 33, 37, 41, 42, 49, 60, 100],
+        "2": [2, 3, 4, 7, 11, 12, 13, 18, 22, 25, 32, 33, 37, 41, 42, 49, 60, 100],
+        "4": [2, 3, 4, 7, 11, 12, 13, 32, 33, 37, 41, 42, 49, 60, 90, 100],
+        "8": [7, 11, 33, 70],
+    },
+    "fixed_values": {},
+}
