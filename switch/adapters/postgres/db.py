@@ -1,0 +1,112 @@
+"""PostgreSQL access for trio code: an asyncpg pool living on the bridge's asyncio loop.
+
+Everything asyncpg touches (pool, connections, records' creation) stays on the loop thread; trio code
+calls `fetch`/`execute`/... or hands a whole unit of work to `run`/`transaction`, which executes it on
+the loop with one pooled connection. Units of work are asyncio coroutine functions that take a
+connection, so a batch of statements costs one bridge crossing, not one per statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+
+from switch.adapters.postgres.bridge import AsyncioThread
+
+__all__ = ["AnyConnection", "Database", "DatabaseSettings"]
+
+T = TypeVar("T")
+# asyncpg hands out pool connections as proxies; both kinds offer the same query methods.
+AnyConnection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+ConnectionWork = Callable[[AnyConnection], Awaitable[T]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseSettings:
+    dsn: str
+    pool_size_min: int = 2
+    pool_size_max: int = 10
+    connect_timeout_s: float = 10.0
+    statement_timeout_ms: int = 5000
+    application_name: str = "switchd"
+
+
+class Database:
+    """A pooled PostgreSQL handle usable from trio. `open()` before use, `close()` at the end."""
+
+    def __init__(self, settings: DatabaseSettings, bridge: AsyncioThread | None = None) -> None:
+        self.settings = settings
+        self._own_bridge = bridge is None
+        self.bridge = bridge if bridge is not None else AsyncioThread()
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("database is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        if self._own_bridge:
+            self.bridge.start()
+        s = self.settings
+        server_settings = {"application_name": s.application_name}
+        if s.statement_timeout_ms:
+            server_settings["statement_timeout"] = str(s.statement_timeout_ms)
+
+        async def create() -> asyncpg.Pool:
+            return await asyncpg.create_pool(
+                s.dsn,
+                min_size=s.pool_size_min,
+                max_size=s.pool_size_max,
+                timeout=s.connect_timeout_s,
+                server_settings=server_settings,
+            )
+
+        self._pool = await self.bridge.call(create)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await self.bridge.call(pool.close)
+        if self._own_bridge:
+            self.bridge.stop()
+
+    async def run(self, work: ConnectionWork[T]) -> T:
+        """Run `work(connection)` on the loop thread with a pooled connection."""
+        pool = self.pool
+
+        async def unit() -> T:
+            async with pool.acquire() as conn:
+                return await work(conn)
+
+        return await self.bridge.call(unit)
+
+    async def transaction(self, work: ConnectionWork[T]) -> T:
+        """Like `run`, inside one transaction (committed if `work` returns, rolled back if it raises)."""
+        pool = self.pool
+
+        async def unit() -> T:
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+
+        return await self.bridge.call(unit)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        pool = self.pool
+        return await self.bridge.call(lambda: pool.execute(sql, *args))
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        pool = self.pool
+        return await self.bridge.call(lambda: pool.fetch(sql, *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        pool = self.pool
+        return await self.bridge.call(lambda: pool.fetchrow(sql, *args))
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        pool = self.pool
+        return await self.bridge.call(lambda: pool.fetchval(sql, *args))

@@ -1,0 +1,231 @@
+"""The terminal listener: TCP connections from POS/ATM terminals, framed ISO 8583 in, responses out.
+
+Thin trio driver around sans-IO pieces (a framer and a frame handler). Per connection: every read runs
+under `read_timeout_s`; frames over `frame_bytes_max` or with a broken prefix close that connection
+only; several requests may be in flight and each answer is written as soon as it is ready (a lock keeps
+frames whole). The accept loop caps open connections at `connections_max` and survives EMFILE/ENFILE by
+pausing, as trio's own serve_listeners does.
+
+Drain (SIGTERM): stop accepting, stop reading new requests, let in-flight ones be answered, close; what
+is still running at the deadline is cancelled.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+from collections.abc import Awaitable, Callable
+
+import structlog
+import trio
+
+from switch.config import TerminalListenerConfig
+from switch.iso.codec import Codec, KeepAlive, Packet
+from switch.iso.errors import FramingError, IsoError
+from switch.iso.framing import prefix_frame
+from switch.iso.headers import Header, HeaderCodec
+from switch.iso.message import Message, response_mti
+from switch.logs import get_logger
+from switch.metrics import Metrics
+
+__all__ = ["FORMAT_ERROR", "MessageHandler", "TerminalServer"]
+
+log = get_logger("terminal")
+
+_ACCEPT_PAUSE_S = 0.1
+FORMAT_ERROR = "30"
+_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+# Given a decoded request, return the response to send (None: nothing to send, e.g. an advice
+# acknowledged elsewhere). Declines are responses, not exceptions.
+MessageHandler = Callable[[Message], Awaitable[Message | None]]
+
+
+class TerminalServer:
+    def __init__(
+        self,
+        config: TerminalListenerConfig,
+        metrics: Metrics,
+        *,
+        name: str,
+        codec: Codec,
+        handler: MessageHandler,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.name = name
+        self.codec = codec
+        self._headers = HeaderCodec(
+            codec.dialect.header.kind, codec.dialect.header.options, dialect=codec.name
+        )
+        self.handler = handler
+        self._ids = itertools.count(1)
+        self._accepting = trio.CancelScope()
+        self._connections: trio.Nursery | None = None
+        self._read_scopes: set[trio.CancelScope] = set()
+        self._draining = False
+        self._open = 0
+        self._slots = trio.CapacityLimiter(config.connections_max)
+        self._all_closed = trio.Event()
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        try:
+            async with trio.open_nursery() as connections:
+                self._connections = connections
+                self.metrics.listener_up.labels(self.name).set(1)
+                task_status.started(listeners)
+                with self._accepting:
+                    async with trio.open_nursery() as acceptors:
+                        for listener in listeners:
+                            acceptors.start_soon(self._accept_loop, listener)
+                self.metrics.listener_up.labels(self.name).set(0)
+                # Accepting stopped (drain); the connections nursery waits for the open ones.
+        finally:
+            self.metrics.listener_up.labels(self.name).set(0)
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)
+
+    async def _accept_loop(self, listener: trio.SocketListener) -> None:
+        assert self._connections is not None
+        while True:
+            await self._slots.acquire_on_behalf_of(listener)  # waits while connections_max are open
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                self._slots.release_on_behalf_of(listener)
+                if exc.errno in _RESOURCE_ERRNOS:
+                    log.error("accept failed; pausing", listener=self.name, errno=errno.errorcode[exc.errno])
+                    await trio.sleep(_ACCEPT_PAUSE_S)
+                    continue
+                raise
+            except BaseException:
+                self._slots.release_on_behalf_of(listener)
+                raise
+            self._slots.release_on_behalf_of(listener)
+            token = object()
+            await self._slots.acquire_on_behalf_of(token)
+            self._connections.start_soon(self._run_connection, stream, token)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop accepting and reading; wait up to `timeout_s` for in-flight answers, then cut the rest."""
+        self._draining = True
+        self._accepting.cancel()
+        for scope in list(self._read_scopes):
+            scope.cancel()
+        if self._open:
+            with trio.move_on_after(timeout_s) as waited:
+                await self._all_closed.wait()
+            if waited.cancelled_caught and self._connections is not None:
+                log.warning("drain deadline reached; closing connections", open_connections=self._open)
+                self._connections.cancel_scope.cancel()
+
+    async def _run_connection(self, stream: trio.SocketStream, token: object) -> None:
+        conn_id = next(self._ids)
+        try:
+            peer = stream.socket.getpeername()
+            peer_text = f"{peer[0]}:{peer[1]}"
+        except OSError:
+            peer_text = "unknown"
+        structlog.contextvars.bind_contextvars(conn=f"{self.name}-{conn_id}", peer=peer_text)
+        self._open += 1
+        self._all_closed = trio.Event() if self._open == 1 and self._all_closed.is_set() else self._all_closed
+        self.metrics.connections_open.labels(self.name).inc()
+        self.metrics.connections_total.labels(self.name).inc()
+        log.info("connection opened")
+        reason = "peer closed"
+        send_lock = trio.Lock()
+        framer = self.codec.framer(frame_bytes_max=self.config.frame_bytes_max)
+        try:
+            async with trio.open_nursery() as requests:
+                while not self._draining:
+                    read_scope = trio.CancelScope(deadline=trio.current_time() + self.config.read_timeout_s)
+                    self._read_scopes.add(read_scope)
+                    data = b""
+                    try:
+                        with read_scope:
+                            data = await stream.receive_some(65536)
+                    finally:
+                        self._read_scopes.discard(read_scope)
+                    if read_scope.cancelled_caught:
+                        reason = "draining" if self._draining else "read timeout"
+                        break
+                    if not data:
+                        break
+                    try:
+                        framer.receive_data(data)
+                        frames = []
+                        while (frame := framer.next_frame()) is not None:
+                            frames.append(frame)
+                    except FramingError as exc:
+                        # The error text names only offsets and limits, never content.
+                        reason = f"framing error: {exc}"
+                        self.metrics.frame_errors_total.labels(self.name, "framing").inc()
+                        break
+                    for frame in frames:
+                        self.metrics.frames_total.labels(self.name, "in").inc()
+                        requests.start_soon(self._answer, stream, send_lock, frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            reason = "connection broken"
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+            self._open -= 1
+            self._slots.release_on_behalf_of(token)
+            self.metrics.connections_open.labels(self.name).dec()
+            log.info("connection closed", reason=reason)
+            structlog.contextvars.unbind_contextvars("conn", "peer")
+            if self._open == 0:
+                self._all_closed.set()
+
+    def _decode(self, frame: bytes) -> tuple[Packet | None, bytes | None]:
+        """(packet, None) for a good frame; (None, reply payload or None) for one that cannot be served."""
+        try:
+            decoded = self.codec.decode_payload(frame)
+        except IsoError as exc:
+            self.metrics.frame_errors_total.labels(self.name, "decode").inc()
+            # The error names dialect, field and offset only (never data), so it is safe to log.
+            log.warning("undecodable request", error=str(exc), mti=exc.mti)
+            if exc.mti is None:
+                return None, None
+            try:
+                reply = Message(response_mti(exc.mti), {39: FORMAT_ERROR})
+                return None, self.codec.encode_payload(reply, self._reply_header(frame))
+            except IsoError:
+                return None, None
+        if isinstance(decoded, KeepAlive):
+            return None, None
+        return decoded, None
+
+    def _reply_header(self, frame: bytes) -> Header | None:
+        """The reply header for a frame whose message could not be decoded (its header may still be good)."""
+        try:
+            header, _original, _offset = self._headers.decode(frame)
+        except IsoError:
+            return None
+        return header.reply() if header is not None else None
+
+    async def _answer(self, stream: trio.SocketStream, send_lock: trio.Lock, frame: bytes) -> None:
+        packet, payload = self._decode(frame)
+        if packet is not None:
+            self.metrics.inflight.labels(self.name).inc()
+            try:
+                response = await self.handler(packet.message)
+            finally:
+                self.metrics.inflight.labels(self.name).dec()
+            if response is not None:
+                header = packet.header.reply() if packet.header is not None else None
+                payload = self.codec.encode_payload(response, header)
+        if payload is None:
+            return
+        framed = prefix_frame(self.codec.dialect.framing, payload, dialect=self.codec.name)
+        async with send_lock:
+            try:
+                await stream.send_all(framed)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                log.info("reply not sent: connection gone")
+                return
+        self.metrics.frames_total.labels(self.name, "out").inc()

@@ -1,0 +1,54 @@
+"""Shared pieces of the command-line tools: loading config with a readable error, opening the database."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from switch.adapters.postgres.db import Database, DatabaseSettings
+from switch.adapters.postgres.embedded import EmbeddedPostgres
+from switch.config import Config, ConfigError, load_config
+
+__all__ = ["fail", "load_config_or_exit", "open_database"]
+
+
+def fail(message: str, code: int = 2) -> SystemExit:
+    print(f"error: {message}", file=sys.stderr)
+    return SystemExit(code)
+
+
+def load_config_or_exit(path: str | None) -> Config:
+    try:
+        return load_config(Path(path) if path else None)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+@asynccontextmanager
+async def open_database(config: Config) -> AsyncIterator[Database]:
+    """The configured database; with no DSN, the embedded server (started and stopped here if needed)."""
+    embedded: EmbeddedPostgres | None = None
+    started = False
+    dsn = config.database.url
+    if not dsn:
+        embedded = EmbeddedPostgres(
+            config.var_path.resolve() / "pgdata", start_timeout_s=config.database.embedded_start_timeout_s
+        )
+        started = await trio.to_thread.run_sync(embedded.start)
+        dsn = embedded.dsn()
+    db = Database(DatabaseSettings(dsn=dsn, pool_size_min=1, pool_size_max=2, application_name="switchctl"))
+    try:
+        await db.open()
+        try:
+            yield db
+        finally:
+            with trio.CancelScope(shield=True):
+                await db.close()
+    finally:
+        if embedded is not None and started:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(embedded.stop)

@@ -1,0 +1,257 @@
+"""Configuration: one TOML file plus environment overrides, validated once at start.
+
+Why strict: a switch that silently ignores a misspelt `read_timout_s` runs with a default nobody chose.
+Every key is declared here with its type; an unknown key, a wrong type or an out-of-range value fails the
+start with a message that names the key and the expected form. Every timeout and limit carries its unit
+in its name.
+
+Environment overrides: `SWITCH_<SECTION>_<KEY>` in upper case, e.g. `SWITCH_DATABASE_URL`,
+`SWITCH_TERMINAL_PORT`, `SWITCH_LOG_LEVEL`. `SWITCH_CONFIG` names the file. Any other variable that starts
+with `SWITCH_` is an error, so a typo in an override is caught as surely as one in the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DatabaseConfig",
+    "LogConfig",
+    "MetricsConfig",
+    "SwitchConfig",
+    "TerminalListenerConfig",
+    "load_config",
+]
+
+ENV_PREFIX = "SWITCH_"
+ENV_CONFIG_FILE = "SWITCH_CONFIG"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the key and what was expected."""
+
+
+def _check_port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "a TCP port number 0-65535 (0 picks a free port)"
+
+
+def _check_positive(value: float) -> str | None:
+    return None if value > 0 else "a number greater than 0"
+
+
+def _check_non_negative(value: float) -> str | None:
+    return None if value >= 0 else "a number of 0 or more"
+
+
+def _field(default: Any, *, check: Any = None, doc: str = "") -> Any:
+    return dataclasses.field(default=default, metadata={"check": check, "doc": doc})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SwitchConfig:
+    node_name: str = _field("switch-1", doc="name of this switchd instance in logs and metrics")
+    drain_timeout_s: float = _field(
+        10.0, check=_check_non_negative, doc="on SIGTERM/SIGINT, how long in-flight work may finish"
+    )
+    var_dir: str = _field("var", doc="where runtime data lives (embedded PostgreSQL, HSM files)")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DatabaseConfig:
+    url: str = _field("", doc="PostgreSQL DSN; empty = start the embedded PostgreSQL under var_dir")
+    pool_size_min: int = _field(2, check=_check_positive, doc="connections opened at start")
+    pool_size_max: int = _field(10, check=_check_positive, doc="connections at most")
+    connect_timeout_s: float = _field(10.0, check=_check_positive, doc="per connection attempt")
+    statement_timeout_ms: int = _field(5000, check=_check_non_negative, doc="server-side; 0 = none")
+    embedded_start_timeout_s: float = _field(30.0, check=_check_positive, doc="embedded server start limit")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = _field("info")
+    format: Literal["auto", "json", "console"] = _field(
+        "auto", doc="auto = console renderer on a terminal, JSON lines otherwise"
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MetricsConfig:
+    enabled: bool = _field(True)
+    host: str = _field("127.0.0.1")
+    port: int = _field(9100, check=_check_port)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TerminalListenerConfig:
+    enabled: bool = _field(True)
+    host: str = _field("127.0.0.1", doc="0.0.0.0 to accept terminals from other machines")
+    port: int = _field(8583, check=_check_port)
+    read_timeout_s: float = _field(300.0, check=_check_positive, doc="idle connection is closed after this")
+    frame_bytes_max: int = _field(8192, check=_check_positive, doc="larger frames close the connection")
+    connections_max: int = _field(10000, check=_check_positive, doc="further connections wait to be accepted")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    switch: SwitchConfig = dataclasses.field(default_factory=SwitchConfig)
+    database: DatabaseConfig = dataclasses.field(default_factory=DatabaseConfig)
+    log: LogConfig = dataclasses.field(default_factory=LogConfig)
+    metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
+    terminal: TerminalListenerConfig = dataclasses.field(default_factory=TerminalListenerConfig)
+
+    @property
+    def var_path(self) -> Path:
+        return Path(self.switch.var_dir)
+
+
+def _describe_type(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(key: str, tp: Any, value: Any, source: str) -> Any:
+    """Check `value` against the declared type; strings from the environment are parsed first."""
+    where = f" (from {source})" if source else ""
+    from_env = bool(source) and isinstance(value, str)
+    if get_origin(tp) is Literal:
+        allowed = get_args(tp)
+        if value in allowed:
+            return value
+        raise ConfigError(f"config key {key}: expected {_describe_type(tp)}, got {value!r}{where}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if from_env:
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if from_env:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str and isinstance(value, str):
+        return value
+    shown = type(value).__name__ if not from_env else repr(value)
+    raise ConfigError(f"config key {key}: expected {_describe_type(tp)}, got {shown}{where}")
+
+
+def _unknown(key: str, known: list[str]) -> ConfigError:
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown config key {key}{hint}; known keys here: {', '.join(sorted(known))}")
+
+
+def _build_section(name: str, cls: Any, raw: Mapping[str, Any], sources: Mapping[str, str]) -> Any:
+    hints = get_type_hints(cls, include_extras=True)
+    known = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        full = f"{name}.{key}"
+        if key not in known:
+            raise _unknown(full, known)
+        coerced = _coerce(full, hints[key], value, sources.get(full, ""))
+        check = next(f for f in dataclasses.fields(cls) if f.name == key).metadata.get("check")
+        if check is not None:
+            problem = check(coerced)
+            if problem:
+                where = f" (from {sources[full]})" if full in sources else ""
+                raise ConfigError(f"config key {full}: expected {problem}, got {coerced!r}{where}")
+        values[key] = coerced
+    return cls(**values)
+
+
+def env_keys() -> dict[str, str]:
+    """Every environment variable name that overrides a key, mapped to its dotted key."""
+    names: dict[str, str] = {}
+    for section in dataclasses.fields(Config):
+        section_cls = get_type_hints(Config)[section.name]
+        for f in dataclasses.fields(section_cls):
+            names[f"{ENV_PREFIX}{section.name}_{f.name}".upper()] = f"{section.name}.{f.name}"
+    return names
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (if any), apply `SWITCH_*` overrides, validate everything.
+
+    `path` None means: `SWITCH_CONFIG` if set, else `switch.toml` in the working directory if it exists,
+    else defaults only.
+    """
+    env = os.environ if environ is None else environ
+    raw: dict[str, dict[str, Any]] = {}
+    if path is None:
+        env_path = env.get(ENV_CONFIG_FILE)
+        path = Path(env_path) if env_path else (Path("switch.toml") if Path("switch.toml").exists() else None)
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        try:
+            parsed = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        sections = [f.name for f in dataclasses.fields(Config)]
+        for name, body in parsed.items():
+            if name not in sections:
+                raise _unknown(name, sections)
+            if not isinstance(body, dict):
+                raise ConfigError(f"config key {name}: expected a [{name}] table, got {type(body).__name__}")
+            raw[name] = dict(body)
+
+    known_env = env_keys()
+    sources: dict[str, str] = {}
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or var == ENV_CONFIG_FILE:
+            continue
+        if var not in known_env:
+            close = difflib.get_close_matches(var, list(known_env), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown environment override {var}{hint}")
+        section, key = known_env[var].split(".", 1)
+        raw.setdefault(section, {})[key] = value
+        sources[known_env[var]] = var
+
+    hints = get_type_hints(Config)
+    built = {
+        f.name: _build_section(f.name, hints[f.name], raw.get(f.name, {}), sources)
+        for f in dataclasses.fields(Config)
+    }
+    config = Config(**built)
+    if config.database.pool_size_min > config.database.pool_size_max:
+        raise ConfigError(
+            "config key database.pool_size_min: expected at most database.pool_size_max "
+            f"({config.database.pool_size_max}), got {config.database.pool_size_min}"
+        )
+    return config
+
+
+def describe() -> list[tuple[str, str, Any, str]]:
+    """(dotted key, environment variable, default, doc) for every key: used by docs and `switchd config`."""
+    rows = []
+    env_by_key = {v: k for k, v in env_keys().items()}
+    for section in dataclasses.fields(Config):
+        section_cls = get_type_hints(Config)[section.name]
+        for f in dataclasses.fields(section_cls):
+            key = f"{section.name}.{f.name}"
+            rows.append((key, env_by_key[key], f.default, f.metadata.get("doc", "")))
+    return rows

@@ -1,0 +1,309 @@
+"""switchd end to end: start, ready line, terminal listener over real TCP, drain and exit.
+
+In-process tests drive `run_switch` inside the test's trio run; process tests start the real
+`switchd` (and `make run`) as a user would, and stop it with the signals a terminal or init sends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import trio
+
+from switch.app import ReadyInfo, run_switch
+from switch.config import load_config
+from switch.iso.codec import Codec, Packet
+from switch.iso.headers import Tpdu
+from switch.iso.message import Message
+from tests.fixtures.pg import make_world_readable_tmpdir
+
+REPO = Path(__file__).resolve().parents[2]
+CODEC = Codec("terminal")
+TPDU = Tpdu(destination_nii="0001", source_nii="0000")
+PAN = "4761739001010010"
+
+
+def echo_request(stan: str = "000001") -> Message:
+    return Message("0800", {7: "1123193500", 11: stan, 41: "TERM0001", 70: "301"})
+
+
+async def exchange(stream: trio.SocketStream, frame: bytes) -> Packet:
+    await stream.send_all(frame)
+    framer = CODEC.framer(frame_bytes_max=8192)
+    while True:
+        payload = framer.next_frame()
+        if payload is not None:
+            decoded = CODEC.decode_payload(payload)
+            assert isinstance(decoded, Packet)
+            return decoded
+        data = await stream.receive_some(65536)
+        assert data, "switch closed the connection instead of answering"
+        framer.receive_data(data)
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")}
+    env.update({"SWITCH_TERMINAL_PORT": "0", "SWITCH_METRICS_PORT": "0", "SWITCH_LOG_FORMAT": "json"})
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+async def switch(database_url, tmp_path):
+    config = load_config(
+        None,
+        environ={
+            "SWITCH_DATABASE_URL": database_url,
+            "SWITCH_TERMINAL_PORT": "0",
+            "SWITCH_METRICS_PORT": "0",
+            "SWITCH_TERMINAL_FRAME_BYTES_MAX": "2048",
+            "SWITCH_SWITCH_VAR_DIR": str(tmp_path),
+        },
+    )
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        info: ReadyInfo = await nursery.start(
+            lambda task_status: run_switch(
+                config, stop_event=stop, install_signal_handlers=False, task_status=task_status
+            )
+        )
+        yield info
+        stop.set()
+
+
+def split(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+async def test_echo_is_answered_with_swapped_tpdu(switch):
+    """If a terminal sends an 0800 echo, then it gets 0810 with 39=00 and the TPDU addresses swapped."""
+    stream = await trio.open_tcp_stream(*split(switch.terminal_address))
+    async with stream:
+        reply = await exchange(stream, CODEC.encode_frame(echo_request(), TPDU))
+    assert reply.message.mti == "0810"
+    assert reply.message.get(39) == "00"
+    assert reply.message.get(11) == "000001"
+    assert reply.header == TPDU.reply()
+
+
+async def test_financial_request_gets_function_not_supported(switch):
+    """If a purchase arrives before the authorization pipeline exists, then it is answered 40, not dropped."""
+    request = Message("0200", {2: PAN, 3: "000000", 4: "000000001000", 11: "000002", 41: "TERM0001"})
+    stream = await trio.open_tcp_stream(*split(switch.terminal_address))
+    async with stream:
+        reply = await exchange(stream, CODEC.encode_frame(request, TPDU))
+    assert (reply.message.mti, reply.message.get(39)) == ("0210", "40")
+
+
+async def test_malformed_message_with_readable_mti_gets_format_error(switch):
+    """If the MTI is readable but the fields are not, then the answer is 39=30 and the connection lives."""
+    good = CODEC.encode_payload(echo_request(), TPDU)
+    broken = good[: len(good) - 6]  # cut inside field 70
+    frame = len(broken).to_bytes(2, "big") + broken
+    stream = await trio.open_tcp_stream(*split(switch.terminal_address))
+    async with stream:
+        reply = await exchange(stream, frame)
+        assert (reply.message.mti, reply.message.get(39)) == ("0810", "30")
+        again = await exchange(stream, CODEC.encode_frame(echo_request("000003"), TPDU))
+        assert again.message.get(39) == "00"
+
+
+async def test_oversize_frame_closes_only_that_connection(switch):
+    """If a frame announces more than frame_bytes_max, then that connection closes and others still work."""
+    host, port = split(switch.terminal_address)
+    bystander = await trio.open_tcp_stream(host, port)
+    offender = await trio.open_tcp_stream(host, port)
+    async with bystander, offender:
+        await offender.send_all((4000).to_bytes(2, "big") + b"\x60" * 10)
+        with trio.fail_after(5):
+            assert await offender.receive_some(100) == b""
+        reply = await exchange(bystander, CODEC.encode_frame(echo_request(), TPDU))
+        assert reply.message.get(39) == "00"
+
+
+async def test_several_requests_in_flight_on_one_connection(switch):
+    """If a terminal pipelines several requests, then each gets its own answer."""
+    stream = await trio.open_tcp_stream(*split(switch.terminal_address))
+    async with stream:
+        frames = b"".join(CODEC.encode_frame(echo_request(f"{i:06d}"), TPDU) for i in range(1, 21))
+        await stream.send_all(frames)
+        framer = CODEC.framer(frame_bytes_max=8192)
+        stans: set[str | None] = set()
+        with trio.fail_after(5):
+            while len(stans) < 20:
+                framer.receive_data(await stream.receive_some(65536))
+                while (payload := framer.next_frame()) is not None:
+                    packet = CODEC.decode_payload(payload)
+                    assert isinstance(packet, Packet)
+                    stans.add(packet.message.get(11))
+    assert stans == {f"{i:06d}" for i in range(1, 21)}
+
+
+async def test_node_is_recorded_in_the_database(switch, database_url):
+    """If switchd starts on a database, then its node row is there with no stop time."""
+    rows = await _query(database_url, "SELECT node_name, stopped_at FROM switch_nodes")
+    assert [(r["node_name"], r["stopped_at"]) for r in rows] == [("switch-1", None)]
+
+
+async def _query(dsn: str, sql: str) -> list[asyncpg.Record]:
+    import asyncio
+
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetch(sql)
+        finally:
+            await conn.close()
+
+    return await trio.to_thread.run_sync(lambda: asyncio.run(run()))
+
+
+# -- the real process ---------------------------------------------------------------------------------
+
+
+def read_until_ready(proc: subprocess.Popen[str], timeout_s: float) -> tuple[dict[str, Any], list[str]]:
+    """Read JSON log lines until the ready line (never blocking past the deadline); returns it and all lines read."""
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+            if '"ready"' in line:
+                return
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        seen.append(line)
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("event_kind") == "ready":
+            return event, seen
+    raise AssertionError(f"no ready line within {timeout_s} s; output: {''.join(seen)[-2000:]}")
+
+
+def postgres_running_for(data_dir: Path) -> bool:
+    pid_file = data_dir / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().splitlines()[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_switchd_uses_the_configured_database_and_stops_on_sigterm(database_url, tmp_path):
+    """If SWITCH_DATABASE_URL is set, then switchd uses that server, starts no embedded one, and exits 0 on SIGTERM."""
+    env = base_env(SWITCH_DATABASE_URL=database_url, SWITCH_SWITCH_VAR_DIR=str(tmp_path / "var"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switch.cli.switchd", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        ready, _ = read_until_ready(proc, 15)
+        assert ready["database"] == "external"
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=5)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert not (tmp_path / "var" / "pgdata").exists()
+    rows = trio.run(_query, database_url, "SELECT node_name, stopped_at FROM switch_nodes")
+    assert len(rows) == 1 and rows[0]["stopped_at"] is not None
+
+
+def test_invalid_config_fails_fast_naming_the_key(tmp_path):
+    """If the config has a wrong type, then switchd exits non-zero with the key in its message."""
+    (tmp_path / "bad.toml").write_text('[terminal]\nport = "x"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "switch.cli.switchd", "run", "--config", str(tmp_path / "bad.toml")],
+        env={k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "terminal.port" in proc.stderr
+
+
+@pytest.mark.slow
+def test_make_run_on_embedded_postgres_start_ctrl_c_and_reuse():
+    """If `make run` starts on a fresh var dir, then it is ready in 15 s, Ctrl-C stops it and PostgreSQL in 5 s, and a second run reuses the data."""
+    var = make_world_readable_tmpdir("cardswitch-test-var-")
+    env = base_env(SWITCH_SWITCH_VAR_DIR=str(var))
+    data_dir = var / "pgdata"
+
+    def one_run() -> list[str]:
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "run"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group, like a shell job: Ctrl-C goes to the group
+        )
+        try:
+            ready, seen = read_until_ready(proc, 15)
+            assert ready["database"] == "embedded"
+            assert postgres_running_for(data_dir)
+            os.killpg(proc.pid, signal.SIGINT)
+            started = time.monotonic()
+            rest, _ = proc.communicate(timeout=5)
+            assert time.monotonic() - started < 5
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+        lines = seen + rest.splitlines(keepends=True)
+        events = [json.loads(line).get("event") for line in lines if line.startswith("{")]
+        assert "switchd stopped" in events, lines[-5:]
+        assert "embedded postgresql stopped" in events
+        assert not postgres_running_for(data_dir)
+        return events
+
+    try:
+        first = one_run()
+        assert "migrations applied" in first
+        second = one_run()
+        assert "migrations applied" not in second  # same data, nothing to migrate
+    finally:
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import shutil,sys; shutil.rmtree(sys.argv[1], ignore_errors=True)",
+                str(var),
+            ],
+            check=False,
+        )
