@@ -1,0 +1,73 @@
+"""The demo world as data: what `switchctl demo seed` creates and what the simulators assume.
+
+Shared by the seed (switch side) and the terminal simulators (outside actors), so both agree on BINs,
+card numbers, test PINs, terminals and the terminals' master key without either importing the other.
+Every key and PIN here is TEST DATA, published in docs/demo.md: never use them for real cards.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ATM_TERMINALS",
+    "CURRENCY",
+    "DEBIT_BIN",
+    "DEBIT_CARD_COUNT",
+    "DEMO_PIN",
+    "DEMO_TMK_HEX",
+    "MERCHANT_ID",
+    "POS_TERMINALS",
+    "PREPAID_BIN",
+    "PREPAID_CARD_COUNT",
+    "SPECIAL_CARDS",
+    "demo_pan",
+]
+
+CURRENCY = 840  # USD, minor units = cents
+
+DEBIT_BIN = "990001"
+PREPAID_BIN = "990002"
+DEBIT_CARD_COUNT = 1000
+PREPAID_CARD_COUNT = 200
+DEMO_PIN = "1234"  # every demo card's PIN unless SPECIAL_CARDS says otherwise
+DEBIT_OPENING_BALANCE = 1_000_000  # 10,000.00
+PREPAID_OPENING_BALANCE = 50_000  # 500.00
+DEMO_EXPIRY_YYMM = "3012"
+
+MERCHANT_ID = "DEMOMERCHANT001"  # field 42, 15 characters
+ATM_MERCHANT_ID = "DEMOATMOPERATOR"
+POS_TERMINALS = tuple(f"POS{n:05d}" for n in range(1, 51))  # field 41, 8 characters
+ATM_TERMINALS = tuple(f"ATM{n:05d}" for n in range(1, 11))
+
+# The terminals' master key (clear, double-length TDES, odd parity): the key a technician would load
+# into a real terminal. The switch holds it only under the LMK; the simulators hold it clear.
+DEMO_TMK_HEX = "0123456789ABCDEFFEDCBA9876543210"
+
+# Cards with a fixed purpose, by (BIN, index): what the seed makes them and what a test expects.
+SPECIAL_CARDS: dict[str, tuple[str, int]] = {
+    "lost": (DEBIT_BIN, 991),  # status lost -> 41
+    "stolen": (DEBIT_BIN, 992),  # status stolen -> 43
+    "blocked": (DEBIT_BIN, 993),  # status blocked -> 62
+    "expired": (DEBIT_BIN, 994),  # expiry in the past -> 54
+    "hotlisted": (DEBIT_BIN, 995),  # active, on the hot list (pick up) -> 04
+    "inactive": (DEBIT_BIN, 996),  # not yet activated -> 57
+    "low_balance": (DEBIT_BIN, 997),  # balance 10.00 -> 51 above that
+    "pin_5678": (DEBIT_BIN, 998),  # PIN 5678 instead of DEMO_PIN
+}
+
+
+def _luhn_check_digit(body: str) -> str:
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = int(ch)
+        if i % 2 == 0:  # these positions are doubled once the check digit is appended
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return str((10 - total % 10) % 10)
+
+
+def demo_pan(bin6: str, index: int) -> str:
+    """The 16-digit demo PAN number `index` (1-based) of a BIN: BIN + 9-digit index + Luhn digit."""
+    body = f"{bin6}{index:09d}"
+    return body + _luhn_check_digit(body)
