@@ -1,0 +1,463 @@
+"""`loadgen`: many terminals against the switch at a target rate, then TPS and latency percentiles.
+
+Each terminal is its own TCP connection that signs on and exchanges keys first (a declined exchange
+is tolerated: PIN transactions then go without a PIN block). Requests follow a weighted mix
+(`purchase=90,balance=10`), are paced by trio to `--rate` per second overall (0 = as fast as the
+in-flight limit allows) and stop by themselves after `--duration` seconds or `--count` requests.
+Demo cards are spread over the terminals so no two terminals hammer one account. Latency is kept as
+sorted samples (bounded by `SAMPLES_MAX`); percentiles use the nearest-rank rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, TextIO
+
+import trio
+
+from simulators.messages import (
+    PIN_REQUIRED,
+    Card,
+    ConnectionFailed,
+    SimulatorError,
+    TerminalIdentity,
+    TransactionRequest,
+    TxnType,
+    demo_card,
+    parse_amount,
+    parse_key,
+)
+from simulators.terminal import TerminalClient, leaves, open_terminal
+from specs import demo
+
+__all__ = ["Mix", "Stats", "main", "parse_mix", "percentile"]
+
+SAMPLES_MAX = 5_000_000  # ~40 MB of floats: a 10-minute run at 8,000 TPS
+TERMINALS_MAX = len(demo.POS_TERMINALS)
+IN_FLIGHT_MAX = 1000
+DURATION_S_MAX = 24 * 3600
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+# Transactions loadgen can generate without an earlier result to refer to.
+_MIXABLE = frozenset(
+    {
+        TxnType.PURCHASE,
+        TxnType.CASHBACK,
+        TxnType.REFUND,
+        TxnType.PREAUTH,
+        TxnType.BALANCE,
+        TxnType.WITHDRAWAL,
+        TxnType.TRANSFER,
+        TxnType.LOAD,
+        TxnType.ECHO,
+    }
+)
+_NETWORK = frozenset({TxnType.ECHO})
+
+
+@dataclass(frozen=True, slots=True)
+class Mix:
+    """Transaction types with integer weights; `pick` draws one in proportion."""
+
+    types: tuple[TxnType, ...]
+    weights: tuple[int, ...]
+
+    def pick(self, rng: random.Random) -> TxnType:
+        return rng.choices(self.types, weights=self.weights, k=1)[0]
+
+
+def parse_mix(text: str) -> Mix:
+    """`purchase=90,balance=10` (a bare name weighs 1). Raises SimulatorError naming the bad part."""
+    types: list[TxnType] = []
+    weights: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, eq, weight_text = part.partition("=")
+        try:
+            txn = TxnType(name.strip())
+        except ValueError:
+            raise SimulatorError(f"mix: unknown transaction type {name!r}") from None
+        if txn not in _MIXABLE:
+            allowed = ", ".join(sorted(t.value for t in _MIXABLE))
+            raise SimulatorError(f"mix: {txn.value} cannot be generated (allowed: {allowed})")
+        if txn in types:
+            raise SimulatorError(f"mix: {txn.value} given twice")
+        weight = 1
+        if eq:
+            if not weight_text.strip().isdigit():
+                raise SimulatorError(f"mix: weight of {txn.value} must be a whole number")
+            weight = int(weight_text)
+        if weight <= 0:
+            raise SimulatorError(f"mix: weight of {txn.value} must be positive")
+        types.append(txn)
+        weights.append(weight)
+    if not types:
+        raise SimulatorError("mix is empty")
+    return Mix(tuple(types), tuple(weights))
+
+
+def percentile(sorted_samples: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of ascending samples (p100 is the maximum); NaN when there are none."""
+    if not 0 < pct <= 100:
+        raise ValueError("percentile must be in (0, 100]")
+    if not sorted_samples:
+        return math.nan
+    # Exact rational arithmetic: 99.9 / 100 * 1000 in floats is 999.0000000000001, one rank too high.
+    rank = math.ceil(Fraction(repr(pct)) * len(sorted_samples) / 100)
+    return sorted_samples[max(rank, 1) - 1]
+
+
+@dataclass
+class Stats:
+    """Counters of one run. Latencies of answered requests only; timeouts are counted apart."""
+
+    started_s: float = field(default_factory=time.perf_counter)
+    sent: int = 0
+    answered: int = 0
+    timeouts: int = 0
+    errors: int = 0
+    codes: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    dropped_samples: int = 0
+
+    def record(self, code: str | None, latency_ms: float) -> None:
+        if code is None:
+            self.timeouts += 1
+            return
+        self.answered += 1
+        self.codes[code] += 1
+        if len(self.latencies_ms) < SAMPLES_MAX:
+            self.latencies_ms.append(latency_ms)
+        else:
+            self.dropped_samples += 1
+
+    def summary(self, elapsed_s: float) -> dict[str, Any]:
+        ordered = sorted(self.latencies_ms)
+        return {
+            "elapsed_s": round(elapsed_s, 3),
+            "sent": self.sent,
+            "answered": self.answered,
+            "timeouts": self.timeouts,
+            "errors": self.errors,
+            "tps": round(self.answered / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+            "latency_ms": {
+                **{f"p{p:g}": _round(percentile(ordered, p)) for p in PERCENTILES},
+                "max": _round(ordered[-1]) if ordered else None,
+                "mean": _round(sum(ordered) / len(ordered)) if ordered else None,
+            },
+            "response_codes": dict(sorted(self.codes.items())),
+        }
+
+
+def _round(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    host: str
+    port: int
+    terminals: int
+    mix: Mix
+    rate_per_s: float  # 0: unpaced
+    duration_s: float | None
+    count: int | None
+    in_flight: int
+    amount_minor: int
+    timeout_s: float
+    tmk: bytes
+    seed: int | None
+    mac: bool
+
+
+def _cards_for(terminal_index: int, terminals: int) -> list[Card]:
+    """This terminal's share of the ordinary demo debit cards (special cards are left out)."""
+    special = {index for bin6, index in demo.SPECIAL_CARDS.values() if bin6 == demo.DEBIT_BIN}
+    pool = [i for i in range(1, demo.DEBIT_CARD_COUNT + 1) if i not in special]
+    share = pool[terminal_index::terminals][:20] or pool[:1]
+    return [demo_card(demo.demo_pan(demo.DEBIT_BIN, i)) for i in share]
+
+
+def _prepaid_cards(terminal_index: int, terminals: int) -> list[Card]:
+    indexes = list(range(1, demo.PREPAID_CARD_COUNT + 1))[terminal_index::terminals][:10] or [1]
+    return [demo_card(demo.demo_pan(demo.PREPAID_BIN, i)) for i in indexes]
+
+
+def _request_for(txn: TxnType, plan: Plan, pin_ok: bool) -> TransactionRequest:
+    if txn in _NETWORK:
+        return TransactionRequest(txn)
+    pin = demo.DEMO_PIN if pin_ok and txn in PIN_REQUIRED | {TxnType.PURCHASE, TxnType.CASHBACK} else None
+    amount = 0 if txn is TxnType.BALANCE else plan.amount_minor
+    return TransactionRequest(
+        type=txn,
+        amount_minor=amount,
+        cashback_minor=plan.amount_minor if txn is TxnType.CASHBACK else 0,
+        from_account="10" if txn is TxnType.TRANSFER else "00",
+        to_account="20" if txn is TxnType.TRANSFER else "00",
+        pin=pin,
+    )
+
+
+class _Budget:
+    """Shared stop condition: a request count and/or a deadline."""
+
+    def __init__(self, count: int | None, deadline_s: float | None) -> None:
+        self.left = count
+        self.deadline_s = deadline_s
+
+    def take(self) -> bool:
+        if self.deadline_s is not None and trio.current_time() >= self.deadline_s:
+            return False
+        if self.left is not None:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+        return True
+
+
+class _Gate:
+    """Every terminal signs on and exchanges keys, then all start together when the clock starts."""
+
+    def __init__(self, terminals: int) -> None:
+        self.waiting = terminals
+        self.all_ready = trio.Event()
+        self.go = trio.Event()
+
+    async def arrive_and_wait(self) -> None:
+        self.waiting -= 1
+        if self.waiting == 0:
+            self.all_ready.set()
+        await self.go.wait()
+
+
+async def _drive_terminal(
+    index: int, plan: Plan, stats: Stats, budget: _Budget, gate: _Gate, rng: random.Random
+) -> None:
+    identity = TerminalIdentity(terminal_id=demo.POS_TERMINALS[index], merchant_id=demo.MERCHANT_ID)
+    async with open_terminal(
+        plan.host, plan.port, identity=identity, tmk=plan.tmk, timeout_s=plan.timeout_s, mac=plan.mac
+    ) as terminal:
+        sign_on = await terminal.sign_on()
+        if sign_on.response_code is None:
+            raise ConnectionFailed(f"terminal {identity.terminal_id}: no answer to sign-on")
+        exchange = await terminal.key_exchange()
+        await gate.arrive_and_wait()
+        await _generate(terminal, index, plan, stats, budget, rng, pin_ok=exchange.approved)
+
+
+async def _generate(
+    terminal: TerminalClient,
+    index: int,
+    plan: Plan,
+    stats: Stats,
+    budget: _Budget,
+    rng: random.Random,
+    *,
+    pin_ok: bool,
+) -> None:
+    debit_cards = _cards_for(index, plan.terminals)
+    prepaid_cards = _prepaid_cards(index, plan.terminals)
+    slots = trio.Semaphore(plan.in_flight)
+    interval_s = plan.terminals / plan.rate_per_s if plan.rate_per_s > 0 else 0.0
+    # Stagger the terminals over one interval so a paced run does not arrive in bursts.
+    next_s = trio.current_time() + interval_s * index / max(plan.terminals, 1)
+
+    async def one(txn: TxnType, card: Card) -> None:
+        try:
+            result = await terminal.transact(_request_for(txn, plan, pin_ok), card)
+        except SimulatorError:
+            stats.errors += 1
+        else:
+            stats.record(result.response_code, result.latency_ms)
+        finally:
+            slots.release()
+
+    async with trio.open_nursery() as nursery:
+        while True:
+            if interval_s:
+                await trio.sleep_until(next_s)
+                next_s += interval_s
+            await slots.acquire()
+            if terminal.closed_reason is not None or not budget.take():
+                slots.release()
+                break
+            txn = plan.mix.pick(rng)
+            card = rng.choice(prepaid_cards if txn is TxnType.LOAD else debit_cards)
+            stats.sent += 1
+            nursery.start_soon(one, txn, card)
+
+
+def _progress_line(stats: Stats, elapsed_s: float, last_answered: int) -> str:
+    return (
+        f"t={elapsed_s:5.1f}s sent={stats.sent} answered={stats.answered} "
+        f"tps={stats.answered - last_answered} timeouts={stats.timeouts} errors={stats.errors}"
+    )
+
+
+async def _progress(stats: Stats, out: TextIO, json_mode: bool) -> None:
+    last = 0
+    start = trio.current_time()
+    while True:
+        await trio.sleep(1.0)
+        elapsed = trio.current_time() - start
+        if json_mode:
+            line = json.dumps(
+                {
+                    "progress": True,
+                    "elapsed_s": round(elapsed, 1),
+                    "sent": stats.sent,
+                    "answered": stats.answered,
+                    "tps": stats.answered - last,
+                }
+            )
+        else:
+            line = _progress_line(stats, elapsed, last)
+        last = stats.answered
+        print(line, file=out, flush=True)
+
+
+async def run_load(plan: Plan, *, progress_out: TextIO, json_mode: bool) -> dict[str, Any]:
+    """Connect every terminal, then run the mix until the budget is spent; returns the summary."""
+    stats = Stats()
+    rng = random.Random(plan.seed)
+    gate = _Gate(plan.terminals)
+    budget = _Budget(plan.count, None)
+    async with trio.open_nursery() as outer:
+        async with trio.open_nursery() as terminals:
+            for index in range(plan.terminals):
+                seed = rng.getrandbits(64)
+                terminals.start_soon(_drive_terminal, index, plan, stats, budget, gate, random.Random(seed))
+            with trio.fail_after(plan.timeout_s + 5):
+                await gate.all_ready.wait()
+            started = time.perf_counter()
+            if plan.duration_s is not None:
+                budget.deadline_s = trio.current_time() + plan.duration_s
+            outer.start_soon(_progress, stats, progress_out, json_mode)
+            gate.go.set()
+        outer.cancel_scope.cancel()
+    elapsed = time.perf_counter() - started
+    summary = stats.summary(elapsed)
+    summary.update(
+        {
+            "terminals": plan.terminals,
+            "in_flight_per_terminal": plan.in_flight,
+            "rate_target_per_s": plan.rate_per_s or None,
+        }
+    )
+    return summary
+
+
+def _human_summary(summary: dict[str, Any]) -> str:
+    lat = summary["latency_ms"]
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    codes = " ".join(f"{code}:{count}" for code, count in summary["response_codes"].items()) or "none"
+    return "\n".join(
+        [
+            f"terminals {summary['terminals']}, {summary['sent']} sent, {summary['answered']} answered, "
+            f"{summary['timeouts']} timeouts, {summary['errors']} errors in {summary['elapsed_s']:.2f} s",
+            f"throughput {summary['tps']:.1f} TPS",
+            f"latency ms  p50 {ms(lat['p50'])}  p90 {ms(lat['p90'])}  p99 {ms(lat['p99'])}  "
+            f"p99.9 {ms(lat['p99.9'])}  max {ms(lat['max'])}",
+            f"response codes  {codes}",
+        ]
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="loadgen",
+        description="Load generator: N demo POS terminals sending a transaction mix to the switch.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="switch address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8583)
+    p.add_argument("--terminals", type=int, default=4, help=f"connections, 1..{TERMINALS_MAX} (default 4)")
+    p.add_argument(
+        "--mix", default="purchase=90,balance=10", help="weighted types, e.g. purchase=90,balance=10"
+    )
+    p.add_argument("--rate", type=float, default=100.0, help="requests per second overall; 0 = max rate")
+    p.add_argument("--duration", type=float, default=None, help="seconds to run (default 10 unless --count)")
+    p.add_argument("--count", type=int, default=None, help="requests to send in total")
+    p.add_argument("--in-flight", type=int, default=4, help="requests in flight per connection (default 4)")
+    p.add_argument("--amount", default="1.00", help="amount of each financial request (default 1.00)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each response")
+    p.add_argument("--tmk", default=None, help="terminal master key, 32 hex digits (default: the demo TMK)")
+    p.add_argument("--mac", action="store_true", help="MAC requests with the TAK")
+    p.add_argument("--seed", type=int, default=None, help="random seed for the mix and the cards")
+    p.add_argument("--json", action="store_true", help="JSON progress lines and a JSON summary")
+    return p
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    if not 1 <= args.terminals <= TERMINALS_MAX:
+        raise SimulatorError(f"--terminals must be 1 to {TERMINALS_MAX} (the demo POS terminals)")
+    if not 1 <= args.in_flight <= IN_FLIGHT_MAX:
+        raise SimulatorError(f"--in-flight must be 1 to {IN_FLIGHT_MAX}")
+    if args.rate < 0 or not math.isfinite(args.rate):
+        raise SimulatorError("--rate must be 0 (max) or a positive number")
+    duration = args.duration
+    if duration is None and args.count is None:
+        duration = 10.0
+    if duration is not None and not 0 < duration <= DURATION_S_MAX:
+        raise SimulatorError(f"--duration must be more than 0 and at most {DURATION_S_MAX} s")
+    if args.count is not None and args.count < 1:
+        raise SimulatorError("--count must be positive")
+    if not 0 < args.timeout <= 600:
+        raise SimulatorError("--timeout must be more than 0 and at most 600 s")
+    return Plan(
+        host=args.host,
+        port=args.port,
+        terminals=args.terminals,
+        mix=parse_mix(args.mix),
+        rate_per_s=args.rate,
+        duration_s=duration,
+        count=args.count,
+        in_flight=args.in_flight,
+        amount_minor=parse_amount(args.amount),
+        timeout_s=args.timeout,
+        tmk=parse_key(args.tmk or demo.DEMO_TMK_HEX, "--tmk"),
+        seed=args.seed,
+        mac=args.mac,
+    )
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    """Exit 0 when every request was answered, 1 when some timed out or failed, 2 bad usage, 3 no connection."""
+    args = build_parser().parse_args(argv)
+    stream = out or sys.stdout
+    try:
+        plan = plan_from(args)
+        try:
+            summary = trio.run(lambda: run_load(plan, progress_out=stream, json_mode=args.json))
+        except BaseExceptionGroup as group:
+            # Every terminal runs in the nursery: report the first terminal's error, as a single run would.
+            known = [e for e in leaves(group) if isinstance(e, SimulatorError | trio.TooSlowError)]
+            if not known:
+                raise
+            raise known[0] from None
+    except SimulatorError as exc:
+        print(f"loadgen: {exc}", file=sys.stderr)
+        return 3 if isinstance(exc, ConnectionFailed) else 2
+    except trio.TooSlowError:
+        print("loadgen: the terminals did not all sign on in time", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+    print(json.dumps(summary) if args.json else _human_summary(summary), file=stream, flush=True)
+    return 0 if summary["timeouts"] == 0 and summary["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
