@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-stamp
 all: help
 
 help:
-	@echo "make run    - start switchd on embedded PostgreSQL (data under var/)"
+	@echo "make run    - start switchd with demo data on embedded PostgreSQL (data under var/)"
 	@echo "make test   - lint + the whole test suite"
 	@echo "make lint   - ruff, mypy, import-linter contracts"
 	@echo "make bench  - run the benchmarks under bench/"
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/switchd run $(ARGS)
+	$(VENV)/bin/switchd run --demo $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

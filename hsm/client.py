@@ -379,3 +379,43 @@ class HsmClient:
         """M8: True when `mac` (8 or 16 hex digits) is the MAC of `data`."""
         fields = self._mac_fields(key, key_type, data, algorithm, padding, len(mac)) + mac
         return await self._verified("M8", fields)
+
+    # --- data encryption ---
+
+    @staticmethod
+    def _data_fields(key: str, key_type: str, data: bytes, mode: str, iv: bytes) -> str:
+        if mode not in ("ecb", "cbc"):
+            raise ValueError("mode must be 'ecb' or 'cbc'")
+        if mode == "cbc" and len(iv) != 8:
+            raise ValueError("CBC needs an 8-byte IV")
+        mode_flag = "01" if mode == "cbc" else "00"
+        iv_field = iv.hex().upper() if mode == "cbc" else ""
+        text = data.hex().upper()
+        # Hex in and out (format flags 1 and 1): the frame stays printable whatever the data bytes.
+        return f"{mode_flag}11{key_type}{key}{iv_field}{len(text):04X}{text}"
+
+    @staticmethod
+    def _data_result(command: str, response: str, mode: str) -> bytes:
+        body = response[16:] if mode == "cbc" else response
+        try:
+            length = int(body[:4], 16)
+            out = bytes.fromhex(body[4 : 4 + length])
+        except ValueError:
+            raise HsmTransportError(f"HSM response to {command} is malformed") from None
+        if len(out) * 2 != length:
+            raise HsmTransportError(f"HSM response to {command} is malformed")
+        return out
+
+    async def encrypt_data(
+        self, *, key: str, data: bytes, mode: str = "cbc", iv: bytes = bytes(8), key_type: str = "00A"
+    ) -> bytes:
+        """M0: `data` (whole 8-byte blocks) encrypted under a ZEK (00A) or DEK (00B) given under the LMK."""
+        response = await self._ok("M0", self._data_fields(key, key_type, data, mode, iv))
+        return self._data_result("M0", response, mode)
+
+    async def decrypt_data(
+        self, *, key: str, data: bytes, mode: str = "cbc", iv: bytes = bytes(8), key_type: str = "00A"
+    ) -> bytes:
+        """M2: the clear data behind a cryptogram made by `encrypt_data` with the same key, mode and IV."""
+        response = await self._ok("M2", self._data_fields(key, key_type, data, mode, iv))
+        return self._data_result("M2", response, mode)

@@ -12,7 +12,11 @@ __all__ = [
     "CURRENCY",
     "DEBIT_BIN",
     "DEBIT_CARD_COUNT",
+    "DEMO_CVK_HEX",
     "DEMO_PIN",
+    "DEMO_PVKI",
+    "DEMO_PVK_HEX",
+    "DEMO_SERVICE_CODE",
     "DEMO_TMK_HEX",
     "MERCHANT_ID",
     "POS_TERMINALS",
@@ -41,6 +45,15 @@ ATM_TERMINALS = tuple(f"ATM{n:05d}" for n in range(1, 11))
 # The terminals' master key (clear, double-length TDES, odd parity): the key a technician would load
 # into a real terminal. The switch holds it only under the LMK; the simulators hold it clear.
 DEMO_TMK_HEX = "0123456789ABCDEFFEDCBA9876543210"
+
+# The demo products' PIN verification key pair (Visa PVV) and card verification key pair (CVV/iCVV in
+# track 2), clear. The switch holds them under the LMK; a simulator needs the CVK only to write a
+# realistic track 2 (what a card personalisation bureau would have put on the stripe or chip).
+DEMO_PVK_HEX = "1032547698BADCFE0123456789ABCDEF"
+DEMO_CVK_HEX = "FEDCBA98765432101032547698BADCFE"
+DEMO_PVKI = 1
+# Track 2 discretionary data layout (Visa style): PVKI (1) + PVV (4) + CVV (3), after the service code.
+DEMO_SERVICE_CODE = "201"  # international, chip card, normal authorization, no restrictions
 
 # Cards with a fixed purpose, by (BIN, index): what the seed makes them and what a test expects.
 SPECIAL_CARDS: dict[str, tuple[str, int]] = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -19,23 +18,25 @@ from importlib.metadata import PackageNotFoundError, version
 import trio
 
 from switch.adapters.admin_http import AdminServer
+from switch.adapters.hsm import ClientHsm, open_hsm
 from switch.adapters.postgres.db import Database, DatabaseSettings
+from switch.adapters.postgres.directory import PgDirectory, VaultKeyStore
 from switch.adapters.postgres.embedded import EmbeddedPostgres
+from switch.adapters.postgres.journal import PgJournal
+from switch.adapters.postgres.ledger import PgLedger
 from switch.adapters.postgres.migrate import apply_migrations
 from switch.adapters.terminal_server import TerminalServer
+from switch.cli.demo_seed import seed_demo
 from switch.config import Config
 from switch.iso.codec import Codec
 from switch.logs import get_logger
 from switch.metrics import Metrics
-from switch.pipeline.terminal_requests import TerminalRequests
+from switch.pipeline.authorize import Authorizer
+from switch.terminal_service import TerminalService
 
-__all__ = ["ReadyInfo", "StartHook", "run_switch", "switch_version"]
+__all__ = ["ReadyInfo", "run_switch", "switch_version"]
 
 log = get_logger("switchd")
-
-# Later parts of the product (HSM, demo data, network simulators) plug in here: each hook runs after
-# migrations with the open database and may start tasks in the service nursery.
-StartHook = Callable[["RunningSwitch", trio.Nursery], Awaitable[None]]
 
 
 def switch_version() -> str:
@@ -58,6 +59,92 @@ class ReadyInfo:
     admin_address: str | None
     database: str
     embedded_data_dir: str | None
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class Core:
+    """The transaction core as wired for this process."""
+
+    codec: Codec
+    service: TerminalService
+    ledger: PgLedger
+    journal: PgJournal
+    hsm_description: str
+
+
+async def _start_core(
+    config: Config,
+    db: Database,
+    metrics: Metrics,
+    services: trio.Nursery,
+    hsm_and_description: tuple[ClientHsm, str],
+    *,
+    demo: bool,
+) -> Core:
+    """Ledger, journal, card directory (and demo data with --demo), pipeline; background tasks."""
+    hsm, hsm_description = hsm_and_description
+    ledger = PgLedger(db, batch_size_max=config.ledger.batch_size_max)
+    journal = PgJournal(db)
+    await services.start(journal.run)
+    vault = await VaultKeyStore(db, hsm.client).load_or_create()
+    directory = PgDirectory(db, vault)
+    await services.start(directory.run)  # LISTEN for changes before the first cached read
+    if demo:
+        summary = await seed_demo(db, ledger, hsm.client, vault)
+        log.info(
+            "demo data",
+            created=summary.created,
+            debit_cards=summary.debit_cards,
+            prepaid_cards=summary.prepaid_cards,
+        )
+    codec = Codec("terminal")
+    clock = SystemClock()
+    authorizer = Authorizer(
+        directory=directory,
+        ledger=ledger,
+        hsm=hsm,
+        clock=clock,
+        respond=lambda request, code: codec.response(request, response_code=code),
+        encode=codec.encode_message,
+    )
+    service = TerminalService(
+        authorizer=authorizer,
+        journal=journal,
+        metrics=metrics,
+        clock=clock,
+        node_name=config.switch.node_name,
+    )
+    services.start_soon(_expire_holds, ledger, clock, config.ledger.hold_expiry_check_s)
+    return Core(codec=codec, service=service, ledger=ledger, journal=journal, hsm_description=hsm_description)
+
+
+async def _watch_signals(
+    stop: trio.Event, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            log.info("signal received", signal=signal.Signals(signum).name)
+            stop.set()
+            # Keep receiving: a second Ctrl-C during the drain is logged, not a KeyboardInterrupt.
+
+
+async def _expire_holds(ledger: PgLedger, clock: SystemClock, interval_s: float) -> None:
+    """Release authorization holds whose time has passed (the ledger voids them exactly once)."""
+    while True:
+        try:
+            released = await ledger.expire_pending(clock.now())
+        except Exception as exc:  # keep sweeping; a database hiccup must not stop expiry for good
+            log.error("hold expiry failed", error=type(exc).__name__)
+        else:
+            if released:
+                log.info("holds expired", released=released)
+        await trio.sleep(interval_s)
 
 
 @dataclass
@@ -89,12 +176,13 @@ async def _record_node(db: Database, config: Config, *, stopping: bool) -> None:
 async def run_switch(
     config: Config,
     *,
-    hooks: list[StartHook] | None = None,
+    demo: bool = False,
     stop_event: trio.Event | None = None,
     install_signal_handlers: bool = True,
     task_status: trio.TaskStatus[ReadyInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run switchd until SIGINT/SIGTERM (or `stop_event`), then drain and return."""
+    hsm = open_hsm(config.hsm, allow_test_lmk=demo)  # before anything starts: a missing LMK fails fast
     embedded: EmbeddedPostgres | None = None
     dsn = config.database.url
     if not dsn:
@@ -107,7 +195,7 @@ async def run_switch(
             log.warning("embedded postgresql was already running; using it", data_dir=str(embedded.data_dir))
         dsn = embedded.dsn()
     try:
-        await _serve(config, dsn, embedded, hooks or [], stop_event, install_signal_handlers, task_status)
+        await _serve(config, dsn, embedded, hsm, demo, stop_event, install_signal_handlers, task_status)
     finally:
         if embedded is not None:
             with trio.CancelScope(shield=True):
@@ -119,7 +207,8 @@ async def _serve(
     config: Config,
     dsn: str,
     embedded: EmbeddedPostgres | None,
-    hooks: list[StartHook],
+    hsm: tuple[ClientHsm, str],
+    demo: bool,
     stop_event: trio.Event | None,
     install_signal_handlers: bool,
     task_status: trio.TaskStatus[ReadyInfo],
@@ -145,6 +234,10 @@ async def _serve(
         stop = stop_event if stop_event is not None else trio.Event()
 
         async with trio.open_nursery() as services:
+            if install_signal_handlers:
+                # First of all, so a signal that comes while we start up (or right after the ready line)
+                # is a clean stop, not a KeyboardInterrupt.
+                await services.start(_watch_signals, stop)
             admin_address = None
             if config.metrics.enabled:
 
@@ -155,16 +248,13 @@ async def _serve(
                 admin_listeners = await services.start(admin.serve, config.metrics.host, config.metrics.port)
                 admin_address = _address(admin_listeners)
 
-            for hook in hooks:
-                await hook(running, services)
+            core = await _start_core(config, db, metrics, services, hsm, demo=demo)
 
             terminal: TerminalServer | None = None
             terminal_address = None
             if config.terminal.enabled:
-                codec = Codec("terminal")
-                requests = TerminalRequests(lambda request, code: codec.response(request, response_code=code))
                 terminal = TerminalServer(
-                    config.terminal, metrics, name="terminal", codec=codec, handler=requests.handle
+                    config.terminal, metrics, name="terminal", codec=core.codec, handler=core.service.handle
                 )
                 terminal_address = _address(await services.start(terminal.serve))
 
@@ -183,26 +273,20 @@ async def _serve(
                 metrics=admin_address,
                 database=info.database,
                 node=config.switch.node_name,
+                hsm=core.hsm_description,
                 pid=os.getpid(),
                 host=socket.gethostname(),
             )
+            if demo and terminal_address is not None:
+                host, port = terminal_address.rsplit(":", 1)
+                log.info(
+                    "demo data is loaded; try a purchase with PIN 1234 from another shell: "
+                    f".venv/bin/pos-sim --host {host} --port {port} purchase --amount 12.34 --pin 1234",
+                    event_kind="hint",
+                )
             task_status.started(info)
 
-            if install_signal_handlers:
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async with trio.open_nursery() as waiter:
-
-                        async def on_signal() -> None:
-                            async for signum in signals:
-                                log.info("signal received", signal=signal.Signals(signum).name)
-                                stop.set()
-                                return
-
-                        waiter.start_soon(on_signal)
-                        await stop.wait()
-                        waiter.cancel_scope.cancel()
-            else:
-                await stop.wait()
+            await stop.wait()
 
             # Drain: stop accepting, give in-flight work its deadline, then cancel what is left.
             running.serving = False

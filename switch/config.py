@@ -24,6 +24,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "DatabaseConfig",
+    "HsmConfig",
+    "LedgerConfig",
     "LogConfig",
     "MetricsConfig",
     "SwitchConfig",
@@ -100,12 +102,37 @@ class TerminalListenerConfig:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class HsmConfig:
+    mode: Literal["inprocess", "tcp"] = _field(
+        "inprocess", doc="inprocess: the HSM library in switchd; tcp: hsmd"
+    )
+    lmk_file: str = _field(
+        "", doc="inprocess: LMK file (passphrase in HSM_LMK_PASSPHRASE); empty is allowed only with --demo"
+    )
+    host: str = _field("127.0.0.1", doc="tcp: hsmd address")
+    port: int = _field(1500, check=_check_port, doc="tcp: hsmd port")
+    header_length: int = _field(4, check=_check_non_negative, doc="payShield message header length")
+    timeout_s: float = _field(2.0, check=_check_positive, doc="tcp: limit of one HSM command")
+    connections_max: int = _field(8, check=_check_positive, doc="tcp: connection pool size")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LedgerConfig:
+    batch_size_max: int = _field(256, check=_check_positive, doc="transfers per group commit at most")
+    hold_expiry_check_s: float = _field(
+        60.0, check=_check_positive, doc="how often expired holds are released"
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     switch: SwitchConfig = dataclasses.field(default_factory=SwitchConfig)
     database: DatabaseConfig = dataclasses.field(default_factory=DatabaseConfig)
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     terminal: TerminalListenerConfig = dataclasses.field(default_factory=TerminalListenerConfig)
+    hsm: HsmConfig = dataclasses.field(default_factory=HsmConfig)
+    ledger: LedgerConfig = dataclasses.field(default_factory=LedgerConfig)
 
     @property
     def var_path(self) -> Path:

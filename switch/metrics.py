@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info, PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 __all__ = ["Metrics"]
 
@@ -25,6 +33,9 @@ class Metrics:
     frames_total: Counter
     frame_errors_total: Counter
     inflight: Gauge
+    transactions_total: Counter
+    transaction_latency: Histogram
+    system_errors_total: Counter
 
     @classmethod
     def create(cls, *, version: str, node_name: str) -> Metrics:
@@ -66,5 +77,24 @@ class Metrics:
             ),
             inflight=Gauge(
                 "switch_inflight_requests", "Requests being processed", ["listener"], registry=registry
+            ),
+            transactions_total=Counter(
+                "switch_transactions",
+                "Requests answered, by transaction type, result and response code",
+                ["type", "result", "code"],
+                registry=registry,
+            ),
+            transaction_latency=Histogram(
+                "switch_transaction_latency_seconds",
+                "Time from decoded request to response",
+                ["type"],
+                buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+                registry=registry,
+            ),
+            system_errors_total=Counter(
+                "switch_system_errors",
+                "Requests answered 96 because a dependency failed",
+                ["dependency"],
+                registry=registry,
             ),
         )

@@ -7,13 +7,15 @@ adapters in (PostgreSQL ledger and card directory, in-process or TCP HSM, system
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
+from switch.domain.journal import JournalEntry
 from switch.domain.ledger_types import AccountBalance, LedgerAccount, Transfer, TransferResult
 from switch.domain.model import Card, ListEntry, Merchant, Pan, Terminal
 
-__all__ = ["CardDirectory", "Clock", "Ledger"]
+__all__ = ["CardDirectory", "Clock", "Hsm", "HsmFailure", "Journal", "Ledger", "WorkingKey"]
 
 
 class Clock(Protocol):
@@ -81,4 +83,45 @@ class CardDirectory(Protocol):
 
     async def set_pin_verification_value(self, card_id: int, value: str) -> None:
         """Store a card's new PIN verification value (after a PIN change)."""
+        ...
+
+
+class HsmFailure(Exception):
+    """The HSM could not answer (link down, timeout, key rejected): a system problem, never a decline."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingKey:
+    under_lmk: str
+    under_tmk: str
+    check_value: str
+
+
+class Hsm(Protocol):
+    """The PIN, MAC and key work the pipeline needs. Keys are passed as they are stored: under the LMK."""
+
+    async def verify_pin_pvv(
+        self, *, tpk: str, pvk: str, pin_block: bytes, pan: str, pvki: int, pvv: str
+    ) -> bool:
+        """True if the ISO format 0 PIN block (under the terminal's TPK) holds the PIN of this PVV."""
+        ...
+
+    async def verify_cvv(
+        self, *, cvk: str, pan: str, expiry_yymm: str, service_code: str, cvv: str
+    ) -> bool: ...
+
+    async def verify_mac(self, *, tak: str, data: bytes, mac: bytes) -> bool:
+        """ISO 9797-1 algorithm 3, padding 1, 8-byte MAC under the terminal's TAK."""
+        ...
+
+    async def generate_mac(self, *, tak: str, data: bytes) -> bytes: ...
+
+    async def generate_working_key(self, *, kind: Literal["tpk", "tak"], tmk: str) -> WorkingKey:
+        """A new terminal key, under the LMK (to store) and under the terminal's TMK (to send)."""
+        ...
+
+
+class Journal(Protocol):
+    def record(self, entry: JournalEntry) -> None:
+        """Queue one journal line; the writer persists it in the background (never blocks the request)."""
         ...

@@ -18,7 +18,15 @@ import hmac
 from collections.abc import Callable
 
 from hsm.crypto import cvv, dukpt, mac, pinblock, pinverify
-from hsm.crypto.des import has_odd_parity, kcv_tdes, with_odd_parity
+from hsm.crypto.des import (
+    has_odd_parity,
+    kcv_tdes,
+    tdes_cbc_decrypt,
+    tdes_cbc_encrypt,
+    tdes_ecb_decrypt,
+    tdes_ecb_encrypt,
+    with_odd_parity,
+)
 from hsm.host.fields import FieldReader, HostError
 from hsm.keys import (
     BDK,
@@ -27,6 +35,7 @@ from hsm.keys import (
     TAK,
     TPK,
     ZAK,
+    ZEK,
     ZMK,
     ZPK,
     KeyRejected,
@@ -567,6 +576,71 @@ def cmd_m8(vault: KeyVault, r: FieldReader) -> str:
     return ""
 
 
+# --- data encryption ------------------------------------------------------------------------------------
+
+# M0/M2 key types: a ZEK (zone encryption key, 00A) or a DEK/TEK (00B), both TDES under the LMK.
+_DATA_KEY_TYPES = {"00A": ZEK, "00B": _lmk_key_type("00B")}
+_DATA_MODES = {"00": "ecb", "01": "cbc"}
+_HEX_DIGITS = frozenset("0123456789ABCDEFabcdef")
+
+
+def _data_request(vault: KeyVault, r: FieldReader) -> tuple[str, str, bytes, bytes, bytes]:
+    """Parse M0/M2 up to the end: (mode, output format, clear key, IV, message bytes)."""
+    mode = _DATA_MODES.get(r.take(2, "mode flag"))
+    if mode is None:
+        # CFB8 (02) and CFB64 (03) are not implemented.
+        raise HostError("02", "mode flag must be 00 (ECB) or 01 (CBC)")
+    input_format = r.take(1, "input format flag")
+    if input_format not in ("0", "1"):
+        raise HostError("03", "input format flag must be 0 (binary) or 1 (hex)")
+    output_format = r.take(1, "output format flag")
+    if output_format not in ("0", "1"):
+        raise HostError("04", "output format flag must be 0 (binary) or 1 (hex)")
+    kt = _DATA_KEY_TYPES.get(r.take(3, "key type"))
+    if kt is None:
+        raise HostError("05", "key type must be 00A (ZEK) or 00B (DEK)")
+    key = _unwrap(vault, r.key("key"), kt, "10")
+    iv = bytes.fromhex(r.hex(16, "IV")) if mode == "cbc" else b""
+    length = int(r.hex(4, "message length"), 16)
+    raw = r.take(length, "message")
+    if not r.at_end():
+        raise HostError("15", "data after the message")
+    if input_format == "1":
+        if length % 2 or not set(raw) <= _HEX_DIGITS:
+            raise HostError("15", "hex message is not hexadecimal")
+        data = bytes.fromhex(raw)
+    else:
+        data = raw.encode("latin-1")
+    if not data or len(data) % 8:
+        # The HSM does not pad: the host pads to whole 8-byte blocks and knows how to remove it.
+        raise HostError("06", "message must be a non-empty multiple of 8 bytes")
+    return mode, output_format, key, iv, data
+
+
+def _data_response(mode: str, output_format: str, iv_out: bytes, data: bytes) -> str:
+    text = data.hex().upper() if output_format == "1" else data.decode("latin-1")
+    prefix = iv_out.hex().upper() if mode == "cbc" else ""
+    return f"{prefix}{len(text):04X}{text}"
+
+
+def cmd_m0(vault: KeyVault, r: FieldReader) -> str:
+    """M0: encrypt a data block. Request: mode flag (2N: 00 ECB, 01 CBC), input format (1N: 0 binary,
+    1 hex), output format (1N: 0 binary, 1 hex), key type (3H: 00A ZEK, 00B DEK), key, [CBC: IV (16H)],
+    message length (4H, characters as sent), message (whole 8-byte blocks). Response: [CBC: IV for the
+    next block (16H)], message length (4H), encrypted message."""
+    mode, output_format, key, iv, data = _data_request(vault, r)
+    out = tdes_cbc_encrypt(key, data, iv) if mode == "cbc" else tdes_ecb_encrypt(key, data)
+    return _data_response(mode, output_format, out[-8:], out)
+
+
+def cmd_m2(vault: KeyVault, r: FieldReader) -> str:
+    """M2: decrypt a data block. Layout as M0, with the encrypted message in and the clear one out; the
+    returned IV is the last cryptogram block (to chain the next call)."""
+    mode, output_format, key, iv, data = _data_request(vault, r)
+    out = tdes_cbc_decrypt(key, data, iv) if mode == "cbc" else tdes_ecb_decrypt(key, data)
+    return _data_response(mode, output_format, data[-8:], out)
+
+
 COMMANDS: dict[str, Handler] = {
     "NC": cmd_nc,
     "B2": cmd_b2,
@@ -592,4 +666,6 @@ COMMANDS: dict[str, Handler] = {
     "CY": cmd_cy,
     "M6": cmd_m6,
     "M8": cmd_m8,
+    "M0": cmd_m0,
+    "M2": cmd_m2,
 }

@@ -209,6 +209,14 @@ class TerminalServer:
         return header.reply() if header is not None else None
 
     async def _answer(self, stream: trio.SocketStream, send_lock: trio.Lock, frame: bytes) -> None:
+        try:
+            await self._answer_one(stream, send_lock, frame)
+        except Exception as exc:
+            # A bug answering one request must not take the connection (and its other requests) down.
+            self.metrics.frame_errors_total.labels(self.name, "internal").inc()
+            log.error("request not answered", error=type(exc).__name__)
+
+    async def _answer_one(self, stream: trio.SocketStream, send_lock: trio.Lock, frame: bytes) -> None:
         packet, payload = self._decode(frame)
         if packet is not None:
             self.metrics.inflight.labels(self.name).inc()

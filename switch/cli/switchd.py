@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 
 import trio
 
+from switch.adapters.hsm import HsmSetupError
 from switch.app import run_switch
 from switch.cli.common import load_config_or_exit
 from switch.config import describe
@@ -17,10 +19,13 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
     configure_logging(config.log.level, config.log.format)
     try:
-        trio.run(run_switch, config)
+        trio.run(partial(run_switch, config, demo=args.demo))
     except KeyboardInterrupt:  # a second Ctrl-C during drain: stop now, still cleanly
         get_logger("switchd").warning("interrupted during shutdown")
         return 130
+    except HsmSetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         # Our own errors carry safe messages; the traceback goes through the masking processor.
         get_logger("switchd").exception("switchd failed", error=type(exc).__name__)
@@ -44,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the switch until SIGINT/SIGTERM")
     run.add_argument(
         "--config", help="TOML config file (default: $SWITCH_CONFIG, else ./switch.toml if present)"
+    )
+    run.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo mode: the public TEST LMK in-process (unless an HSM is configured) and demo cards, "
+        "terminals and balances seeded into an empty database (what `make run` does)",
     )
     run.set_defaults(func=_run)
     cfg = sub.add_parser("config", help="list every config key, or --check a config file")

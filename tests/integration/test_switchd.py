@@ -60,10 +60,12 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def switch(database_url, tmp_path):
+async def switch(database_url, tmp_path, lmk_env, monkeypatch):
+    monkeypatch.setenv("HSM_LMK_PASSPHRASE", lmk_env["HSM_LMK_PASSPHRASE"])
     config = load_config(
         None,
         environ={
+            "SWITCH_HSM_LMK_FILE": lmk_env["SWITCH_HSM_LMK_FILE"],
             "SWITCH_DATABASE_URL": database_url,
             "SWITCH_TERMINAL_PORT": "0",
             "SWITCH_METRICS_PORT": "0",
@@ -98,13 +100,16 @@ async def test_echo_is_answered_with_swapped_tpdu(switch):
     assert reply.header == TPDU.reply()
 
 
-async def test_financial_request_gets_function_not_supported(switch):
-    """If a purchase arrives before the authorization pipeline exists, then it is answered 40, not dropped."""
-    request = Message("0200", {2: PAN, 3: "000000", 4: "000000001000", 11: "000002", 41: "TERM0001"})
+async def test_purchase_from_an_unknown_terminal_is_58(switch):
+    """If a purchase comes from a terminal the switch does not know, then it is answered 58, not dropped."""
+    request = Message(
+        "0200",
+        {2: PAN, 3: "000000", 4: "000000001000", 7: "1123193500", 11: "000002", 41: "TERM0001", 42: "M" * 15},
+    )
     stream = await trio.open_tcp_stream(*split(switch.terminal_address))
     async with stream:
         reply = await exchange(stream, CODEC.encode_frame(request, TPDU))
-    assert (reply.message.mti, reply.message.get(39)) == ("0210", "40")
+    assert (reply.message.mti, reply.message.get(39)) == ("0210", "58")
 
 
 async def test_malformed_message_with_readable_mti_gets_format_error(switch):
@@ -173,34 +178,58 @@ async def _query(dsn: str, sql: str) -> list[asyncpg.Record]:
 # -- the real process ---------------------------------------------------------------------------------
 
 
-def read_until_ready(proc: subprocess.Popen[str], timeout_s: float) -> tuple[dict[str, Any], list[str]]:
-    """Read JSON log lines until the ready line (never blocking past the deadline); returns it and all lines read."""
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    lines: queue.Queue[str] = queue.Queue()
+class ProcessOutput:
+    """Reads a process's output in a thread from the start to the end (a full pipe would block the switch's
+    logging), so a test can wait for the ready line and later look at every line."""
 
-    def pump() -> None:
-        for line in stdout:
-            lines.put(line)
-            if '"ready"' in line:
-                return
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.proc = proc
+        self.lines: list[str] = []
+        self._new: queue.Queue[str] = queue.Queue()
+        stdout = proc.stdout
 
-    threading.Thread(target=pump, daemon=True).start()
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=left)
-        except queue.Empty:
-            break
-        seen.append(line)
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if event.get("event_kind") == "ready":
-            return event, seen
-    raise AssertionError(f"no ready line within {timeout_s} s; output: {''.join(seen)[-2000:]}")
+        def pump() -> None:
+            for line in stdout:
+                self.lines.append(line)
+                self._new.put(line)
+
+        self._thread = threading.Thread(target=pump, daemon=True)
+        self._thread.start()
+
+    def ready(self, timeout_s: float) -> dict[str, Any]:
+        """The ready line's JSON, waiting at most `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._new.get(timeout=left)
+            except queue.Empty:
+                break
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if event.get("event_kind") == "ready":
+                return dict(event)
+        raise AssertionError(f"no ready line within {timeout_s} s; output: {''.join(self.lines)[-2000:]}")
+
+    def finish(self, timeout_s: float) -> list[str]:
+        """Every line, once the process has exited and closed its output."""
+        self.proc.wait(timeout=timeout_s)
+        self._thread.join(timeout=timeout_s)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        return self.lines
+
+    def events(self) -> list[str]:
+        return [json.loads(line).get("event", "") for line in self.lines if line.startswith("{")]
+
+
+def stop_process(proc: subprocess.Popen[str], output: ProcessOutput) -> None:
+    """Kill whatever is left of a test's process and close its output."""
+    if proc.poll() is None:
+        proc.kill()
+    output.finish(10)
 
 
 def postgres_running_for(data_dir: Path) -> bool:
@@ -215,9 +244,9 @@ def postgres_running_for(data_dir: Path) -> bool:
     return True
 
 
-def test_switchd_uses_the_configured_database_and_stops_on_sigterm(database_url, tmp_path):
+def test_switchd_uses_the_configured_database_and_stops_on_sigterm(database_url, tmp_path, lmk_env):
     """If SWITCH_DATABASE_URL is set, then switchd uses that server, starts no embedded one, and exits 0 on SIGTERM."""
-    env = base_env(SWITCH_DATABASE_URL=database_url, SWITCH_SWITCH_VAR_DIR=str(tmp_path / "var"))
+    env = base_env(SWITCH_DATABASE_URL=database_url, SWITCH_SWITCH_VAR_DIR=str(tmp_path / "var"), **lmk_env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "switch.cli.switchd", "run"],
         env=env,
@@ -226,19 +255,32 @@ def test_switchd_uses_the_configured_database_and_stops_on_sigterm(database_url,
         text=True,
         cwd=tmp_path,
     )
+    output = ProcessOutput(proc)
     try:
-        ready, _ = read_until_ready(proc, 15)
+        ready = output.ready(15)
         assert ready["database"] == "external"
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=5)
-        assert proc.returncode == 0
+        assert proc.wait(timeout=5) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        stop_process(proc, output)
     assert not (tmp_path / "var" / "pgdata").exists()
     rows = trio.run(_query, database_url, "SELECT node_name, stopped_at FROM switch_nodes")
     assert len(rows) == 1 and rows[0]["stopped_at"] is not None
+
+
+def test_missing_lmk_fails_fast_with_advice(tmp_path):
+    """If no LMK is configured and --demo is not given, then switchd exits 2 saying how to get one."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "switch.cli.switchd", "run"],
+        env={k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "hsm.lmk_file" in proc.stderr and "--demo" in proc.stderr
+    assert not (tmp_path / "var").exists()  # nothing was started
 
 
 def test_invalid_config_fails_fast_naming_the_key(tmp_path):
@@ -273,21 +315,21 @@ def test_make_run_on_embedded_postgres_start_ctrl_c_and_reuse():
             text=True,
             start_new_session=True,  # its own process group, like a shell job: Ctrl-C goes to the group
         )
+        output = ProcessOutput(proc)
         try:
-            ready, seen = read_until_ready(proc, 15)
+            ready = output.ready(15)
             assert ready["database"] == "embedded"
             assert postgres_running_for(data_dir)
             os.killpg(proc.pid, signal.SIGINT)
             started = time.monotonic()
-            rest, _ = proc.communicate(timeout=5)
+            proc.wait(timeout=5)
             assert time.monotonic() - started < 5
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-        lines = seen + rest.splitlines(keepends=True)
-        events = [json.loads(line).get("event") for line in lines if line.startswith("{")]
-        assert "switchd stopped" in events, lines[-5:]
+            output.finish(10)
+        events = output.events()
+        assert "switchd stopped" in events, output.lines[-5:]
         assert "embedded postgresql stopped" in events
         assert not postgres_running_for(data_dir)
         return events

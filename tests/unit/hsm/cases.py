@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hsm.crypto import cvv, dukpt, mac, pinblock, pinverify
-from hsm.crypto.des import kcv_tdes, tdes_ecb_decrypt, tdes_ecb_encrypt, with_odd_parity
-from hsm.keys import BDK, CVK, PVK, TAK, TPK, ZAK, ZMK, ZPK, decrypt_under_key, key_type
+from hsm.crypto.des import kcv_tdes, tdes_cbc_encrypt, tdes_ecb_decrypt, tdes_ecb_encrypt, with_odd_parity
+from hsm.keys import BDK, CVK, PVK, TAK, TPK, ZAK, ZEK, ZMK, ZPK, decrypt_under_key, key_type
 from hsm.pin_lmk import decrypt_pin_from_lmk, encrypt_pin_under_lmk
 
 from .support import (
@@ -49,6 +49,9 @@ W_ZAK = _V.wrap(CLEAR_ZAK, ZAK, "U")
 W_TAK = _V.wrap(CLEAR_TAK, TAK, "X")
 W_ZMK = _V.wrap(CLEAR_ZMK, ZMK, "U")
 W_BDK = _V.wrap(CLEAR_BDK, BDK, "U")
+W_ZEK = _V.wrap(CLEAR_ZMK, ZEK, "U")  # any odd-parity double key will do
+DATA_BLOCKS = bytes(range(16))
+DATA_IV = bytes.fromhex("0102030405060708")
 # Keys with even parity in one byte, wrapped as they are (to provoke parity errors 10 and 11).
 _BAD_PARITY = bytes([CLEAR_TPK[0] ^ 1]) + CLEAR_TPK[1:]
 W_TPK_BAD_PARITY = _V.wrap(_BAD_PARITY, TPK, "U")
@@ -316,6 +319,27 @@ CASES: list[Case] = [
     Case("M6 bad algorithm", "M6", _mac_fields("1", "9", "2", "008", W_ZAK, MESSAGE), "04"),
     Case("M6 bad key type", "M6", _mac_fields("1", "3", "2", "001", W_ZAK, MESSAGE), "05"),
     Case("M6 bad padding", "M6", _mac_fields("1", "3", "7", "008", W_ZAK, MESSAGE), "09"),
+    # data encryption
+    Case(
+        "M0 ECB hex",
+        "M0",
+        f"001100A{W_ZEK}0020{DATA_BLOCKS.hex().upper()}",
+        "00",
+        _equals("0020" + tdes_ecb_encrypt(CLEAR_ZMK, DATA_BLOCKS).hex().upper()),
+    ),
+    Case(
+        "M2 CBC hex",
+        "M2",
+        f"011100A{W_ZEK}{DATA_IV.hex().upper()}0020{tdes_cbc_encrypt(CLEAR_ZMK, DATA_BLOCKS, DATA_IV).hex().upper()}",
+        "00",
+        _equals(
+            tdes_cbc_encrypt(CLEAR_ZMK, DATA_BLOCKS, DATA_IV)[-8:].hex().upper()
+            + "0020"
+            + DATA_BLOCKS.hex().upper()
+        ),
+    ),
+    Case("M0 CFB mode refused", "M0", f"021100A{W_ZEK}0020{DATA_BLOCKS.hex().upper()}", "02"),
+    Case("M0 partial block", "M0", f"001100A{W_ZEK}000A{DATA_BLOCKS[:5].hex().upper()}", "06"),
     # protocol
     Case("unknown command", "Q7", "anything", "68"),
     Case(

@@ -118,8 +118,8 @@ def test_encode_then_decode_round_trip(capsys: pytest.CaptureFixture[str]) -> No
     assert _run(["iso", "encode", "--dialect", "visa", json.dumps(doc)]) == 0
     hex_out = capsys.readouterr().out.strip()
     packet = Codec("visa").decode_frame(bytes.fromhex(hex_out))
-    assert packet.message.fields == {7: "1123193500", 11: "000001", 70: "301"}  # type: ignore[union-attr]
-    assert packet.header.source_id == "654321"  # type: ignore[union-attr]
+    assert packet.message.fields == {7: "1123193500", 11: "000001", 70: "301"}
+    assert packet.header.source_id == "654321"
 
 
 def test_encode_message_only(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,331 @@
+"""`switchctl demo|card|hotlist|blacklist|prepaid`: the operator's issuing commands.
+
+- `demo seed`: build the demo world (`switch.cli.demo_seed`) unless it exists.
+- `card show PAN`: masked PAN, status, product, expiry, PIN tries, accounts with balances.
+- `card block PAN` / `card unblock PAN`: status blocked / active.
+- `hotlist add|remove|list`, `blacklist add|remove|list`: the lists the pipeline checks.
+- `prepaid topup PAN AMOUNT`: a posted ledger transfer from the bank funding account to the card's wallet.
+
+The PAN is typed by the operator and never printed back: output shows first 6 + last 4 only. The commands
+open the database like every switchctl command (`switch.cli.common.open_database`) and, for now, an
+in-process HSM with the PUBLIC TEST LMK (there is no HSM configuration yet); they say so on stderr every
+time. Exit codes: 0 done, 1 not found or refused, 2 usage or environment error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+import asyncpg
+import trio
+
+from hsm.client import HsmClient, InProcessTransport
+from hsm.host.processor import HostCommandProcessor
+from hsm.keys import KeyVault
+from hsm.lmk import VariantLmk
+from switch.adapters.postgres.db import Database
+from switch.adapters.postgres.directory import DirectoryError, PgDirectory, VaultKeyError, VaultKeyStore
+from switch.adapters.postgres.ledger import PgLedger
+from switch.cli.common import fail, load_config_or_exit, open_database
+from switch.cli.demo_seed import FUNDING_ACCOUNT_ID, SeedError, seed_demo
+from switch.domain.ledger_types import Transfer, TransferKind, TransferResult
+from switch.domain.model import AccountKind, CardStatus, Pan
+from switch.domain.pan_vault import PanVault
+from switch.logs import configure_logging
+
+__all__ = ["register"]
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+TEST_LMK_WARNING = (
+    "WARNING: using an in-process HSM with the PUBLIC TEST LMK. Keys and PINs under it are not secret: "
+    "test and demo data only."
+)
+_ACCOUNT_NAMES = {
+    AccountKind.DEFAULT: "default",
+    AccountKind.SAVINGS: "savings",
+    AccountKind.CHECKING: "checking",
+    AccountKind.CREDIT: "credit",
+    AccountKind.PREPAID: "prepaid",
+}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `demo`, `card`, `hotlist`, `blacklist` and `prepaid` commands."""
+    demo = subparsers.add_parser("demo", help="demo data")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True)
+    demo_sub.add_parser(
+        "seed", help="create the demo world (cards, terminals, balances) unless it exists"
+    ).set_defaults(func=_run(_demo_seed))
+
+    card = subparsers.add_parser("card", help="show, block or unblock a card")
+    card_sub = card.add_subparsers(dest="card_command", required=True)
+    for name, func, text in (
+        ("show", _card_show, "masked PAN, status, product and accounts with balances"),
+        ("block", _card_block, "set the card's status to blocked (declined 62)"),
+        ("unblock", _card_unblock, "set the card's status back to active"),
+    ):
+        p = card_sub.add_parser(name, help=text)
+        p.add_argument("pan", metavar="PAN")
+        p.set_defaults(func=_run(func))
+
+    hot = subparsers.add_parser("hotlist", help="hot list: reported cards")
+    hot_sub = hot.add_subparsers(dest="hotlist_command", required=True)
+    add = hot_sub.add_parser("add", help="hot-list a card (pick up by default)")
+    add.add_argument("pan", metavar="PAN")
+    add.add_argument("--reason", default="reported by operator")
+    add.add_argument(
+        "--response",
+        choices=("04", "62"),
+        default="04",
+        help="04 pick up card (default) or 62 restricted card",
+    )
+    add.set_defaults(func=_run(_hotlist_add))
+    remove = hot_sub.add_parser("remove", help="take a card off the hot list")
+    remove.add_argument("pan", metavar="PAN")
+    remove.set_defaults(func=_run(_hotlist_remove))
+    hot_sub.add_parser("list", help="list hot-listed cards (masked)").set_defaults(func=_run(_hotlist_list))
+
+    black = subparsers.add_parser("blacklist", help="black list: barred PANs, BINs, terminals, merchants")
+    black_sub = black.add_subparsers(dest="blacklist_command", required=True)
+    badd = black_sub.add_parser("add", help="bar a PAN, BIN prefix, terminal id or merchant id")
+    badd.add_argument("kind", choices=("pan", "bin", "terminal", "merchant"))
+    badd.add_argument("value")
+    badd.add_argument("--reason", default="barred by operator")
+    badd.set_defaults(func=_run(_blacklist_add))
+    bremove = black_sub.add_parser("remove", help="lift a black list entry")
+    bremove.add_argument("kind", choices=("pan", "bin", "terminal", "merchant"))
+    bremove.add_argument("value")
+    bremove.set_defaults(func=_run(_blacklist_remove))
+    black_sub.add_parser("list", help="list black list entries (PANs masked)").set_defaults(
+        func=_run(_blacklist_list)
+    )
+
+    prepaid = subparsers.add_parser("prepaid", help="prepaid cards")
+    prepaid_sub = prepaid.add_subparsers(dest="prepaid_command", required=True)
+    topup = prepaid_sub.add_parser("topup", help="load a prepaid card from the bank funding account")
+    topup.add_argument("pan", metavar="PAN")
+    topup.add_argument("amount", metavar="AMOUNT", help="major units, at most 2 decimals (e.g. 25.50)")
+    topup.add_argument("--from-account", type=int, default=FUNDING_ACCOUNT_ID, help="ledger account to debit")
+    topup.set_defaults(func=_run(_prepaid_topup))
+
+
+# --- plumbing -------------------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """The command cannot be done (not found, not allowed); the message is printed as it is."""
+
+
+@dataclass(frozen=True)
+class _Context:
+    args: argparse.Namespace
+    db: Database
+    hsm: HsmClient
+    vault: PanVault
+    directory: PgDirectory
+    ledger: PgLedger
+
+
+Command = Callable[[_Context], Awaitable[int]]
+
+
+@asynccontextmanager
+async def _context(args: argparse.Namespace) -> AsyncIterator[_Context]:
+    config = load_config_or_exit(args.config)
+    print(TEST_LMK_WARNING, file=sys.stderr)
+    hsm = HsmClient(InProcessTransport(HostCommandProcessor(KeyVault(VariantLmk.test_lmk()))))
+    async with open_database(config) as db:
+        try:
+            vault = await VaultKeyStore(db, hsm).load_or_create()
+        except asyncpg.UndefinedTableError:
+            raise fail("the database has no issuing tables: run `switchctl db migrate` first") from None
+        except VaultKeyError as exc:
+            raise fail(str(exc)) from None
+        yield _Context(args, db, hsm, vault, PgDirectory(db, vault), PgLedger(db))
+
+
+def _run(command: Command) -> Callable[[argparse.Namespace], int]:
+    def entry(args: argparse.Namespace) -> int:
+        configure_logging("warning", "console", sys.stderr)
+
+        async def main() -> int:
+            async with _context(args) as ctx:
+                try:
+                    return await command(ctx)
+                except (_Refused, DirectoryError, SeedError) as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return EXIT_REFUSED
+
+        return trio.run(main)
+
+    return entry
+
+
+def _pan(text: str) -> Pan:
+    """The PAN the operator typed; the error never repeats it."""
+    try:
+        pan = Pan(text.strip())
+    except ValueError:
+        raise _Refused("PAN must be 12 to 19 digits") from None
+    if not pan.luhn_ok:
+        raise _Refused(f"PAN {pan.masked} fails the Luhn check")
+    return pan
+
+
+def _money(minor: int) -> str:
+    # Demo currencies have 2 decimals (840); an exponent table comes with multi-currency support.
+    sign = "-" if minor < 0 else ""
+    return f"{sign}{abs(minor) // 100}.{abs(minor) % 100:02d}"
+
+
+def _minor_units(text: str) -> int:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise _Refused("AMOUNT must be a number such as 25 or 25.50") from None
+    minor = value * 100
+    if not value.is_finite() or minor != minor.to_integral_value() or minor <= 0:
+        raise _Refused("AMOUNT must be positive with at most 2 decimals")
+    return int(minor)
+
+
+# --- commands -------------------------------------------------------------------------------------------
+
+
+async def _demo_seed(ctx: _Context) -> int:
+    summary = await seed_demo(ctx.db, ctx.ledger, ctx.hsm, ctx.vault)
+    if not summary.created:
+        print("demo world already present; nothing done")
+        return EXIT_OK
+    print(
+        f"demo world created: {summary.debit_cards} debit cards, {summary.prepaid_cards} prepaid cards, "
+        f"{summary.merchants} merchants, {summary.terminals} terminals, "
+        f"{summary.accounts_funded} accounts funded"
+    )
+    for name, masked in sorted(summary.special_cards.items()):
+        print(f"  special card {name:12} {masked}")
+    print("demo PINs are published in docs/demo.md")
+    return EXIT_OK
+
+
+async def _card_show(ctx: _Context) -> int:
+    pan = _pan(ctx.args.pan)
+    record = await ctx.directory.card_record(pan)
+    if record is None:
+        raise _Refused(f"no card {pan.masked}")
+    card = record.card
+    print(f"card        {card.pan_masked}")
+    print(f"status      {card.status.value}")
+    print(f"product     {record.product_name} ({card.product.kind.value})")
+    print(f"expiry      {card.expiry_yymm[2:]}/{card.expiry_yymm[:2]}")
+    print(f"PIN tries   {card.pin_tries} of {card.product.pin_tries_max}")
+    activated = card.activation_date.isoformat() if card.activation_date else "not activated"
+    print(f"activated   {activated}")
+    balances = await ctx.ledger.balances([a.account_id for a in card.accounts])
+    for account in card.accounts:
+        b = balances.get(account.account_id)
+        if b is None:
+            print(f"account     {account.account_id} {_ACCOUNT_NAMES[account.kind]:8} (not in the ledger)")
+            continue
+        print(
+            f"account     {account.account_id} {_ACCOUNT_NAMES[account.kind]:8} "
+            f"available {_money(b.available)}  ledger {_money(b.ledger_balance)}  "
+            f"held {_money(b.debits_pending)}  currency {b.currency}"
+        )
+    return EXIT_OK
+
+
+async def _set_status(ctx: _Context, status: CardStatus) -> int:
+    card = await ctx.directory.set_card_status(_pan(ctx.args.pan), status)
+    print(f"card {card.pan_masked} is now {card.status.value}")
+    return EXIT_OK
+
+
+async def _card_block(ctx: _Context) -> int:
+    return await _set_status(ctx, CardStatus.BLOCKED)
+
+
+async def _card_unblock(ctx: _Context) -> int:
+    return await _set_status(ctx, CardStatus.ACTIVE)
+
+
+async def _hotlist_add(ctx: _Context) -> int:
+    pan = _pan(ctx.args.pan)
+    await ctx.directory.hot_list_add(pan, reason=ctx.args.reason, response_code=ctx.args.response)
+    print(f"hot-listed {pan.masked} (response {ctx.args.response})")
+    return EXIT_OK
+
+
+async def _hotlist_remove(ctx: _Context) -> int:
+    pan = _pan(ctx.args.pan)
+    if not await ctx.directory.hot_list_remove(pan):
+        raise _Refused(f"{pan.masked} is not on the hot list")
+    print(f"removed {pan.masked} from the hot list")
+    return EXIT_OK
+
+
+async def _hotlist_list(ctx: _Context) -> int:
+    rows = await ctx.directory.hot_list_rows()
+    for row in rows:
+        print(f"{row.pan_masked}  {row.response_code}  {row.added_at}  {row.reason}")
+    print(f"{len(rows)} hot-listed card(s)")
+    return EXIT_OK
+
+
+def _black_value(ctx: _Context) -> str:
+    value: str = ctx.args.value
+    return _pan(value).digits if ctx.args.kind == "pan" else value
+
+
+async def _blacklist_add(ctx: _Context) -> int:
+    shown = await ctx.directory.black_list_add(ctx.args.kind, _black_value(ctx), reason=ctx.args.reason)
+    print(f"black-listed {ctx.args.kind} {shown}")
+    return EXIT_OK
+
+
+async def _blacklist_remove(ctx: _Context) -> int:
+    if not await ctx.directory.black_list_remove(ctx.args.kind, _black_value(ctx)):
+        raise _Refused(f"no such {ctx.args.kind} entry on the black list")
+    print(f"removed the {ctx.args.kind} entry from the black list")
+    return EXIT_OK
+
+
+async def _blacklist_list(ctx: _Context) -> int:
+    rows = await ctx.directory.black_list_rows()
+    for row in rows:
+        print(f"{row.kind:8}  {row.display}  {row.added_at}  {row.reason}")
+    print(f"{len(rows)} black list entr{'y' if len(rows) == 1 else 'ies'}")
+    return EXIT_OK
+
+
+async def _prepaid_topup(ctx: _Context) -> int:
+    pan = _pan(ctx.args.pan)
+    amount = _minor_units(ctx.args.amount)
+    record = await ctx.directory.card_record(pan)
+    if record is None:
+        raise _Refused(f"no card {pan.masked}")
+    wallet = record.card.account_for(AccountKind.PREPAID)
+    if wallet is None:
+        raise _Refused(f"card {pan.masked} has no prepaid account")
+    transfer = Transfer(
+        transfer_id=f"topup:{uuid.uuid4().hex}",
+        kind=TransferKind.POSTED,
+        debit_account_id=ctx.args.from_account,
+        credit_account_id=wallet.account_id,
+        amount=amount,
+        currency=wallet.currency,
+        reference=f"switchctl prepaid topup card {record.card.card_id}",
+    )
+    [result] = await ctx.ledger.create_transfers([transfer])
+    if result is not TransferResult.OK:
+        raise _Refused(f"top-up refused by the ledger: {result.value}")
+    balance = (await ctx.ledger.balances([wallet.account_id]))[wallet.account_id]
+    print(f"topped up {pan.masked} by {_money(amount)}; available {_money(balance.available)}")
+    return EXIT_OK

@@ -1,0 +1,554 @@
+"""The authorization pipeline for on-us terminal requests: one flat run of guard clauses per request.
+
+validate format -> identify terminal/merchant -> MAC -> retransmission check -> card lookup -> card
+checks (status, expiry, lists, product and terminal rules, currency, track 2 CVV) -> PIN (HSM) ->
+limits -> ledger (one round trip, batched with concurrent requests) -> response.
+
+Each step that declines returns a `Result`; the edge maps it to field 39 (`TERMINAL_RESPONSE_CODES`).
+Exceptions are for bugs and for a broken HSM or database (answered 96 by the caller). The pipeline does no
+I/O of its own: it talks to the ports, and returns an `Outcome` that the caller journals and logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from switch.domain.ledger_types import Transfer, TransferKind, TransferResult
+from switch.domain.model import AccountKind, Card, CardStatus, Merchant, Terminal
+from switch.domain.results import TERMINAL_RESPONSE_CODES, Result
+from switch.domain.transactions import (
+    DEBITS,
+    AdditionalAmount,
+    CardData,
+    Classified,
+    TransactionType,
+    auth_code_for,
+    classify,
+    format_additional_amounts,
+    parse_amount,
+    parse_card_data,
+    parse_original_data,
+    parse_replacement_amount,
+    retrieval_reference,
+    transmission_datetime,
+)
+from switch.iso.message import Message
+from switch.ports import CardDirectory, Clock, Hsm, Ledger
+
+__all__ = ["Authorizer", "Outcome"]
+
+Responder = Callable[[Message, str], Message]
+
+# Entry modes whose card data came from the chip (iCVV, service code 999, instead of the stripe's CVV).
+_CHIP_ENTRY = ("05", "07")
+_PIN_REQUIRED = frozenset(
+    {
+        TransactionType.WITHDRAWAL,
+        TransactionType.TRANSFER,
+        TransactionType.PIN_CHANGE,
+        TransactionType.BALANCE,
+    }
+)
+_NOT_YET = frozenset(
+    {TransactionType.PIN_CHANGE}
+)  # needs PIN-under-LMK translation in the HSM: not built yet
+_TRANSFER_TO_RESULT = {
+    TransferResult.EXCEEDS_CREDITS: Result.INSUFFICIENT_FUNDS,
+    TransferResult.EXCEEDS_AMOUNT_LIMIT: Result.EXCEEDS_AMOUNT_LIMIT,
+    TransferResult.EXCEEDS_COUNT_LIMIT: Result.EXCEEDS_FREQUENCY_LIMIT,
+    TransferResult.EXISTS_WITH_DIFFERENT_FIELDS: Result.DUPLICATE,
+    TransferResult.CURRENCY_MISMATCH: Result.UNSUPPORTED_CURRENCY,
+    TransferResult.PENDING_NOT_FOUND: Result.RECORD_NOT_FOUND,
+    TransferResult.PENDING_ALREADY_POSTED: Result.RECORD_NOT_FOUND,
+    TransferResult.PENDING_ALREADY_VOIDED: Result.RECORD_NOT_FOUND,
+    TransferResult.PENDING_EXPIRED: Result.RECORD_NOT_FOUND,
+    TransferResult.EXCEEDS_PENDING_AMOUNT: Result.INVALID_AMOUNT,
+    TransferResult.REVERSED_NOT_FOUND: Result.RECORD_NOT_FOUND,
+    TransferResult.ALREADY_REVERSED: Result.RECORD_NOT_FOUND,
+    TransferResult.EXCEEDS_REVERSED_AMOUNT: Result.INVALID_AMOUNT,
+    TransferResult.AMOUNT_MUST_BE_POSITIVE: Result.INVALID_AMOUNT,
+}
+_RETRANSMISSION_CACHE_MAX = 50_000
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened, for the journal, the canonical log line and the metrics."""
+
+    response: Message | None
+    result: Result
+    transaction_type: str = ""
+    pan_masked: str = ""
+    route: str = "on-us"
+    transfer_id: str | None = None
+    rrn: str = ""
+    auth_code: str = ""
+    amount: int | None = None
+    currency: int | None = None
+    retransmission: bool = False
+
+
+@dataclass(slots=True)
+class _Context:
+    request: Message
+    classified: Classified
+    terminal: Terminal
+    merchant: Merchant
+    card_data: CardData | None = None
+    card: Card | None = None
+    amount: int | None = None
+    currency: int | None = None
+    rrn: str = ""
+    transmitted: datetime | None = None
+    transfer_id: str | None = None
+    extra: dict[int, str] = field(default_factory=dict)
+
+
+class Authorizer:
+    def __init__(
+        self,
+        *,
+        directory: CardDirectory,
+        ledger: Ledger,
+        hsm: Hsm,
+        clock: Clock,
+        respond: Responder,
+        encode: Callable[[Message], bytes],
+    ) -> None:
+        self.directory = directory
+        self.ledger = ledger
+        self.hsm = hsm
+        self.clock = clock
+        self._respond = respond
+        self._encode = encode
+        # identity -> (fingerprint, outcome): answers a retransmission with the original response.
+        self._recent: OrderedDict[str, tuple[str, Outcome]] = OrderedDict()
+
+    # -- entry ---------------------------------------------------------------------------------------
+
+    async def handle(self, request: Message) -> Outcome:
+        mti = request.mti
+        if mti[2] not in "02":  # responses and notifications are not answered
+            return Outcome(None, Result.APPROVED, transaction_type="none")
+        if mti[:2] == "08":
+            return await self._network_management(request)
+        identity = f"{request.get(41) or ''}:{request.get(7) or ''}:{request.get(11) or ''}"
+        fingerprint = _fingerprint(request)
+        seen = self._recent.get(identity)
+        if seen is not None:
+            if seen[0] == fingerprint:
+                original = seen[1]
+                return Outcome(
+                    original.response,
+                    original.result,
+                    transaction_type=original.transaction_type,
+                    pan_masked=original.pan_masked,
+                    transfer_id=original.transfer_id,
+                    rrn=original.rrn,
+                    auth_code=original.auth_code,
+                    amount=original.amount,
+                    currency=original.currency,
+                    retransmission=True,
+                )
+            return self._decline(request, Result.DUPLICATE, None)
+        outcome = await self._financial(request)
+        self._remember(identity, fingerprint, outcome)
+        return outcome
+
+    def _remember(self, identity: str, fingerprint: str, outcome: Outcome) -> None:
+        self._recent[identity] = (fingerprint, outcome)
+        if len(self._recent) > _RETRANSMISSION_CACHE_MAX:
+            self._recent.popitem(last=False)
+
+    # -- network management --------------------------------------------------------------------------
+
+    async def _network_management(self, request: Message) -> Outcome:
+        code = request.get(70)
+        if code in ("001", "002", "301"):
+            return Outcome(self._respond(request, "00"), Result.APPROVED, transaction_type=f"netmgmt:{code}")
+        if code == "101":
+            return await self._key_exchange(request)
+        return self._decline(request, Result.FUNCTION_NOT_SUPPORTED, None, txn="netmgmt")
+
+    async def _key_exchange(self, request: Message) -> Outcome:
+        terminal = await self.directory.terminal(request.get(41) or "")
+        if terminal is None or not terminal.active or not terminal.tmk_under_lmk:
+            return self._decline(request, Result.NOT_PERMITTED_TO_TERMINAL, None, txn="netmgmt:101")
+        tpk = await self.hsm.generate_working_key(kind="tpk", tmk=terminal.tmk_under_lmk)
+        tak = await self.hsm.generate_working_key(kind="tak", tmk=terminal.tmk_under_lmk)
+        await self.directory.set_terminal_keys(
+            terminal.terminal_id, tpk_under_lmk=tpk.under_lmk, tak_under_lmk=tak.under_lmk
+        )
+        field48 = f"TPK{_strip_scheme(tpk.under_tmk)}{tpk.check_value}TAK{_strip_scheme(tak.under_tmk)}{tak.check_value}"
+        response = self._respond(request, "00").with_fields({48: field48})
+        return Outcome(response, Result.APPROVED, transaction_type="netmgmt:101")
+
+    # -- financial -----------------------------------------------------------------------------------
+
+    async def _financial(self, request: Message) -> Outcome:
+        classified = classify(request.mti, request.get(3) or "", request.get(25))
+        if classified is None:
+            return self._decline(request, Result.INVALID_TRANSACTION, None)
+        if any(request.get(n) is None for n in (3, 7, 11, 41, 42)):
+            return self._decline(request, Result.FORMAT_ERROR, None, txn=classified.type)
+        terminal = await self.directory.terminal(request[41])
+        if terminal is None or not terminal.active:
+            return self._decline(request, Result.NOT_PERMITTED_TO_TERMINAL, None, txn=classified.type)
+        merchant = await self.directory.merchant(request[42])
+        if merchant is None or not merchant.active or terminal.merchant_id != merchant.merchant_id:
+            return self._decline(request, Result.INVALID_MERCHANT, None, txn=classified.type)
+        ctx = _Context(request=request, classified=classified, terminal=terminal, merchant=merchant)
+        transmitted = transmission_datetime(request[7], self.clock.now())
+        if transmitted is None:
+            return self._decline(request, Result.FORMAT_ERROR, None, txn=classified.type)
+        ctx.transmitted = transmitted
+        ctx.rrn = request.get(37) or retrieval_reference(transmitted, _transfer_id(request))
+        if terminal.mac_required and not await self._mac_ok(ctx):
+            return self._finish(ctx, Result.SECURITY_VIOLATION)
+        if classified.type in _NOT_YET:
+            return self._finish(ctx, Result.FUNCTION_NOT_SUPPORTED)
+        if classified.reversal:
+            return await self._reversal(ctx)
+        if classified.type in (TransactionType.COMPLETION, TransactionType.VOID):
+            return await self._follow_up(ctx)
+        return await self._authorize(ctx)
+
+    async def _mac_ok(self, ctx: _Context) -> bool:
+        mac = ctx.request.get(64)
+        if mac is None or not ctx.terminal.tak_under_lmk:
+            return False
+        data = self._encode(ctx.request)[:-8]
+        try:
+            mac_bytes = bytes.fromhex(mac)
+        except ValueError:
+            return False
+        return await self.hsm.verify_mac(tak=ctx.terminal.tak_under_lmk, data=data, mac=mac_bytes)
+
+    async def _card_checks(self, ctx: _Context, *, pin: bool) -> Result | None:
+        """Card lookup and every card rule; None when the card may transact."""
+        request, t = ctx.request, ctx.classified.type
+        ctx.card_data = parse_card_data(request.get(2), request.get(35), request.get(14))
+        if ctx.card_data is None:
+            return Result.FORMAT_ERROR
+        pan = ctx.card_data.pan
+        if not pan.luhn_ok:
+            return Result.INVALID_CARD
+        card = await self.directory.card_by_pan(pan)
+        if card is None:
+            return Result.INVALID_CARD
+        ctx.card = card
+        status_result = _STATUS_RESULT.get(card.status)
+        if status_result is not None:
+            return status_result
+        now = self.clock.now()
+        if card.expiry_yymm < now.strftime("%y%m"):
+            return Result.EXPIRED_CARD
+        if ctx.card_data.expiry_yymm is not None and ctx.card_data.expiry_yymm != card.expiry_yymm:
+            return Result.EXPIRED_CARD
+        listed = await self.directory.list_entry(pan, ctx.terminal.terminal_id, ctx.merchant.merchant_id)
+        if listed is not None:
+            return Result.PICK_UP if listed.response_code == "04" else Result.RESTRICTED_CARD
+        if t.value not in card.product.allowed_transactions:
+            return Result.NOT_PERMITTED_TO_CARDHOLDER
+        if ctx.terminal.allowed_transactions and t.value not in ctx.terminal.allowed_transactions:
+            return Result.NOT_PERMITTED_TO_TERMINAL
+        currency_text = request.get(49)
+        if currency_text is not None and (
+            not currency_text.isdigit() or int(currency_text) != card.product.currency
+        ):
+            return Result.UNSUPPORTED_CURRENCY
+        ctx.currency = card.product.currency
+        if ctx.card_data.from_track2 and card.product.cvk_under_lmk and not await self._cvv_ok(ctx, card):
+            return Result.SUSPECTED_FRAUD
+        if pin or request.get(52) is not None:
+            return await self._pin_check(ctx, card)
+        return None
+
+    async def _cvv_ok(self, ctx: _Context, card: Card) -> bool:
+        data = ctx.card_data
+        assert data is not None
+        if data.service_code is None or data.discretionary is None or len(data.discretionary) < 8:
+            return False
+        chip = (ctx.request.get(22) or "")[:2] in _CHIP_ENTRY
+        return await self.hsm.verify_cvv(
+            cvk=card.product.cvk_under_lmk,
+            pan=data.pan.digits,
+            expiry_yymm=data.expiry_yymm or card.expiry_yymm,
+            service_code="999" if chip else data.service_code,
+            cvv=data.discretionary[5:8],
+        )
+
+    async def _pin_check(self, ctx: _Context, card: Card) -> Result | None:
+        if card.pin_tries >= card.product.pin_tries_max:
+            return Result.PIN_TRIES_EXCEEDED
+        pin_block = ctx.request.get(52)
+        if pin_block is None:
+            return Result.INCORRECT_PIN
+        if not ctx.terminal.tpk_under_lmk:
+            return Result.SECURITY_VIOLATION  # the terminal never exchanged keys
+        try:
+            block = bytes.fromhex(pin_block)
+        except ValueError:
+            return Result.FORMAT_ERROR
+        if card.product.pin_method.value != "pvv":
+            return Result.FUNCTION_NOT_SUPPORTED  # IBM 3624 offsets: HSM ready, pipeline wiring not yet
+        assert ctx.card_data is not None
+        ok = await self.hsm.verify_pin_pvv(
+            tpk=ctx.terminal.tpk_under_lmk,
+            pvk=card.product.pvk_under_lmk,
+            pin_block=block,
+            pan=ctx.card_data.pan.digits,
+            pvki=card.pvki,
+            pvv=card.pin_verification_value,
+        )
+        if ok:
+            if card.pin_tries:
+                await self.directory.record_pin_result(card.card_id, ok=True)
+            return None
+        tries = await self.directory.record_pin_result(card.card_id, ok=False)
+        return Result.PIN_TRIES_EXCEEDED if tries >= card.product.pin_tries_max else Result.INCORRECT_PIN
+
+    async def _authorize(self, ctx: _Context) -> Outcome:
+        t = ctx.classified.type
+        request = ctx.request
+        if t is not TransactionType.BALANCE:
+            ctx.amount = parse_amount(request.get(4))
+            if ctx.amount is None or ctx.amount <= 0:
+                return self._finish(ctx, Result.INVALID_AMOUNT)
+        declined = await self._card_checks(
+            ctx, pin=t in _PIN_REQUIRED and (ctx.terminal.kind == "atm" or t is not TransactionType.BALANCE)
+        )
+        if declined is not None:
+            return self._finish(ctx, declined)
+        card = ctx.card
+        assert card is not None
+        account = card.account_for(_account_kind(ctx.classified.from_account))
+        if account is None:
+            return self._finish(ctx, Result.NOT_PERMITTED_TO_CARDHOLDER)
+        if t is TransactionType.BALANCE:
+            return await self._balance(ctx, account.account_id)
+        amount = ctx.amount
+        assert amount is not None
+        per_txn_max = card.product.per_transaction_amount_max.get(t.value)
+        if per_txn_max is not None and amount > per_txn_max:
+            return self._finish(ctx, Result.EXCEEDS_AMOUNT_LIMIT)
+        ctx.transfer_id = _transfer_id(request)
+        debit, credit = account.account_id, ctx.merchant.settlement_account_id
+        kind = TransferKind.POSTED
+        expires = None
+        if t in (TransactionType.REFUND, TransactionType.LOAD, TransactionType.LOAD_FUNDED):
+            debit, credit = credit, debit
+        elif t is TransactionType.TRANSFER:
+            target = card.account_for(_account_kind(ctx.classified.to_account))
+            if target is None or target.account_id == account.account_id:
+                return self._finish(ctx, Result.NOT_PERMITTED_TO_CARDHOLDER)
+            credit = target.account_id
+        elif t is TransactionType.PREAUTH:
+            kind = TransferKind.PENDING
+            # From the request's own time, so a retransmission builds the very same transfer.
+            assert ctx.transmitted is not None
+            expires = ctx.transmitted + timedelta(seconds=card.product.hold_expiry_s)
+        limit_key = None
+        if t in DEBITS and (
+            t.value in card.product.daily_amount_max or t.value in card.product.daily_count_max
+        ):
+            assert ctx.transmitted is not None
+            limit_key = f"card:{card.card_id}:{t.value}:{ctx.transmitted.date().isoformat()}"
+        transfer = Transfer(
+            transfer_id=ctx.transfer_id,
+            kind=kind,
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=amount,
+            currency=card.product.currency,
+            expires_at=expires,
+            limit_key=limit_key,
+            limit_amount_max=card.product.daily_amount_max.get(t.value) if limit_key else None,
+            limit_count_max=card.product.daily_count_max.get(t.value) if limit_key else None,
+            reference=f"rrn:{ctx.rrn}",
+        )
+        (outcome,) = await self.ledger.create_transfers([transfer])
+        if outcome in (TransferResult.OK, TransferResult.EXISTS):
+            # No balances on the receipt of a debit: that would be a second database round trip on the
+            # hot path. A balance inquiry asks for them.
+            return self._finish(ctx, Result.APPROVED)
+        return self._finish(ctx, _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION))
+
+    async def _balance(self, ctx: _Context, account_id: int) -> Outcome:
+        await self._add_balances(ctx, account_id)
+        return self._finish(ctx, Result.APPROVED)
+
+    async def _add_balances(self, ctx: _Context, account_id: int) -> None:
+        balances = await self.ledger.balances([account_id])
+        balance = balances.get(account_id)
+        if balance is None:
+            return
+        account_type = ctx.classified.from_account
+        ctx.extra[54] = format_additional_amounts(
+            [
+                AdditionalAmount(account_type, "01", balance.currency, balance.ledger_balance),
+                AdditionalAmount(account_type, "02", balance.currency, balance.available),
+            ]
+        )
+
+    async def _follow_up(self, ctx: _Context) -> Outcome:
+        """Completion of a pre-auth, or void of a purchase: both name an original by field 90."""
+        request, t = ctx.request, ctx.classified.type
+        original = parse_original_data(request.get(90))
+        if original is None:
+            return self._finish(ctx, Result.RECORD_NOT_FOUND)
+        ctx.amount = parse_amount(request.get(4))
+        if ctx.amount is None or ctx.amount <= 0:
+            return self._finish(ctx, Result.INVALID_AMOUNT)
+        declined = await self._card_checks(ctx, pin=False)
+        if declined is not None:
+            return self._finish(ctx, declined)
+        original_id = f"{request[41]}:{original.transmission}:{original.stan}"
+        found = await self.ledger.lookup_transfers([original_id])
+        first = found.get(original_id)
+        if first is None:
+            return self._finish(ctx, Result.RECORD_NOT_FOUND)
+        ctx.transfer_id = _transfer_id(request)
+        if t is TransactionType.COMPLETION:
+            transfer = _resolve_pending(ctx.transfer_id, first, TransferKind.POST_PENDING, ctx.amount)
+        else:
+            transfer = _reverse_posted(ctx.transfer_id, first, min(ctx.amount, first.amount))
+        (outcome,) = await self.ledger.create_transfers([transfer])
+        if outcome in (TransferResult.OK, TransferResult.EXISTS):
+            return self._finish(ctx, Result.APPROVED)
+        return self._finish(ctx, _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION))
+
+    async def _reversal(self, ctx: _Context) -> Outcome:
+        """0400/0420 and repeats: cancel the original once; unknown or already reversed is acknowledged."""
+        request = ctx.request
+        original = parse_original_data(request.get(90))
+        original_id = None if original is None else f"{request[41]}:{original.transmission}:{original.stan}"
+        ctx.card_data = parse_card_data(request.get(2), request.get(35), request.get(14))
+        ctx.amount = parse_amount(request.get(4))
+        if original_id is None:
+            return self._finish(ctx, Result.APPROVED)  # nothing to match: acknowledged without effect
+        found = await self.ledger.lookup_transfers([original_id])
+        first = found.get(original_id)
+        if first is None:
+            return self._finish(ctx, Result.APPROVED)
+        ctx.currency = first.currency
+        ctx.transfer_id = f"rev:{original_id}"
+        if first.kind is TransferKind.PENDING:
+            transfer = _resolve_pending(ctx.transfer_id, first, TransferKind.VOID_PENDING, first.amount)
+        else:
+            actual = parse_replacement_amount(request.get(95))
+            amount = first.amount - actual if actual is not None else first.amount
+            if amount <= 0:
+                return self._finish(ctx, Result.APPROVED)  # everything was dispensed: nothing to give back
+            transfer = _reverse_posted(ctx.transfer_id, first, amount)
+        (outcome,) = await self.ledger.create_transfers([transfer])
+        if outcome in (
+            TransferResult.OK,
+            TransferResult.EXISTS,
+            TransferResult.ALREADY_REVERSED,
+            # A repeat asking for a different amount than the reversal already applied: it is the
+            # same reversal, acknowledged without a second effect.
+            TransferResult.EXISTS_WITH_DIFFERENT_FIELDS,
+        ):
+            return self._finish(ctx, Result.APPROVED)
+        if outcome in (
+            TransferResult.PENDING_ALREADY_VOIDED,
+            TransferResult.PENDING_ALREADY_POSTED,
+            TransferResult.PENDING_EXPIRED,
+        ):
+            return self._finish(ctx, Result.APPROVED)  # nothing left to reverse
+        return self._finish(ctx, _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION))
+
+    # -- responses -----------------------------------------------------------------------------------
+
+    def _finish(self, ctx: _Context, result: Result) -> Outcome:
+        updates: dict[int, str | None] = {37: ctx.rrn}
+        auth_code = ""
+        if result.approved:
+            if ctx.transfer_id is not None:
+                auth_code = auth_code_for(ctx.transfer_id)
+                updates[38] = auth_code
+            updates.update(ctx.extra)
+        response = self._respond(ctx.request, TERMINAL_RESPONSE_CODES[result]).with_fields(updates)
+        return Outcome(
+            response,
+            result,
+            transaction_type=ctx.classified.type.value + (":reversal" if ctx.classified.reversal else ""),
+            pan_masked=ctx.card_data.pan.masked if ctx.card_data else "",
+            transfer_id=ctx.transfer_id,
+            rrn=ctx.rrn,
+            auth_code=auth_code,
+            amount=ctx.amount,
+            currency=ctx.currency,
+        )
+
+    def _decline(self, request: Message, result: Result, rrn: str | None, txn: str = "") -> Outcome:
+        response = self._respond(request, TERMINAL_RESPONSE_CODES[result])
+        return Outcome(response, result, transaction_type=str(txn) or "unknown", rrn=rrn or "")
+
+    async def system_failure(self, request: Message) -> Outcome:
+        """The answer when the HSM or the database failed: 96, no effect known to the terminal."""
+        return self._decline(request, Result.SYSTEM_MALFUNCTION, None)
+
+
+_STATUS_RESULT = {
+    CardStatus.LOST: Result.LOST_CARD,
+    CardStatus.STOLEN: Result.STOLEN_CARD,
+    CardStatus.BLOCKED: Result.RESTRICTED_CARD,
+    CardStatus.CLOSED: Result.RESTRICTED_CARD,
+    CardStatus.INACTIVE: Result.NOT_PERMITTED_TO_CARDHOLDER,
+}
+
+
+def _account_kind(code: str) -> AccountKind:
+    try:
+        return AccountKind(code)
+    except ValueError:
+        return AccountKind.DEFAULT
+
+
+def _resolve_pending(transfer_id: str, pending: Transfer, kind: TransferKind, amount: int) -> Transfer:
+    """Post (all or part of) or void a pending transfer: same accounts, pointing at it."""
+    return Transfer(
+        transfer_id=transfer_id,
+        kind=kind,
+        debit_account_id=pending.debit_account_id,
+        credit_account_id=pending.credit_account_id,
+        amount=amount,
+        currency=pending.currency,
+        pending_id=pending.transfer_id,
+        reference=f"{kind.value} of {pending.transfer_id}",
+    )
+
+
+def _reverse_posted(transfer_id: str, original: Transfer, amount: int) -> Transfer:
+    """Give back (all or part of) a posted transfer: accounts swapped, at most once per original."""
+    return Transfer(
+        transfer_id=transfer_id,
+        kind=TransferKind.POSTED,
+        debit_account_id=original.credit_account_id,
+        credit_account_id=original.debit_account_id,
+        amount=amount,
+        currency=original.currency,
+        reverses_id=original.transfer_id,
+        reference=f"reversal of {original.transfer_id}",
+    )
+
+
+def _transfer_id(request: Message) -> str:
+    """The ledger idempotency key of a request: terminal, transmission time and STAN."""
+    return f"{request[41]}:{request[7]}:{request[11]}"
+
+
+def _fingerprint(request: Message) -> str:
+    """What must be equal for a retransmission (PIN block, MAC and times may legitimately differ)."""
+    parts = [f"{n}={request.get(n) or ''}" for n in (2, 3, 4, 35, 41, 42, 49, 90, 95)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _strip_scheme(key: str) -> str:
+    return key[1:] if key[:1] in ("U", "X", "T", "Y") else key
