@@ -197,6 +197,8 @@ async def run_switch(
     try:
         await _serve(config, dsn, embedded, hsm, demo, stop_event, install_signal_handlers, task_status)
     finally:
+        with trio.CancelScope(shield=True):
+            await hsm[0].client.aclose()  # a TCP pool's connections; nothing to do in-process
         if embedded is not None:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(embedded.stop)

@@ -90,6 +90,8 @@ class Outcome:
     amount: int | None = None
     currency: int | None = None
     retransmission: bool = False
+    # Set when the terminal MACs: the response gets its MAC under this TAK (under the LMK) before it goes.
+    mac_tak: str | None = None
 
 
 @dataclass(slots=True)
@@ -156,6 +158,8 @@ class Authorizer:
                 )
             return self._decline(request, Result.DUPLICATE, None)
         outcome = await self._financial(request)
+        if outcome.mac_tak is not None and outcome.response is not None:
+            outcome.response = await self._with_mac(outcome.response, outcome.mac_tak)
         self._remember(identity, fingerprint, outcome)
         return outcome
 
@@ -484,7 +488,16 @@ class Authorizer:
             auth_code=auth_code,
             amount=ctx.amount,
             currency=ctx.currency,
+            mac_tak=ctx.terminal.tak_under_lmk
+            if ctx.terminal.mac_required and ctx.terminal.tak_under_lmk
+            else None,
         )
+
+    async def _with_mac(self, response: Message, tak: str) -> Message:
+        """The response with field 64: the MAC over its encoding up to (not including) the MAC itself."""
+        placeholder = response.with_fields({64: "0" * 16})
+        mac = await self.hsm.generate_mac(tak=tak, data=self._encode(placeholder)[:-8])
+        return placeholder.with_fields({64: mac.hex().upper()})
 
     def _decline(self, request: Message, result: Result, rrn: str | None, txn: str = "") -> Outcome:
         response = self._respond(request, TERMINAL_RESPONSE_CODES[result])

@@ -3,12 +3,14 @@ process), demo data seeded into a real PostgreSQL, the HSM in-process with the t
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 import pytest
 import structlog
 import trio
@@ -273,3 +275,27 @@ async def test_retransmission_is_answered_once(switch):
         assert first is not None and second is not None
         assert first.fields == second.fields
         assert await balance(pos, card) == start - 400
+
+
+async def test_macing_terminal_end_to_end(switch, database_url):
+    """If a terminal is set to MAC, then MACed requests are approved with a MACed answer, unMACed ones get 63."""
+
+    async def require_mac() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute("UPDATE terminals SET mac_required = true WHERE terminal_id = $1", "POS00002")
+        finally:
+            await conn.close()
+
+    await trio.to_thread.run_sync(lambda: asyncio.run(require_mac()))
+    identity = TerminalIdentity(terminal_id="POS00002", merchant_id=demo.MERCHANT_ID)
+    assert switch.terminal_address is not None
+    host, port = switch.terminal_address.rsplit(":", 1)
+    card = demo_card(demo.demo_pan(demo.DEBIT_BIN, 14))
+    async with open_terminal(host, int(port), identity=identity, tmk=TMK, mac=True) as pos:
+        assert (await pos.key_exchange()).approved
+        signed = await pos.transact(purchase(100), card)
+        assert signed.response_code == "00" and signed.mac_ok is True
+        pos.mac = False
+        unsigned = await pos.transact(purchase(100), card)
+        assert unsigned.response_code == "63"

@@ -283,7 +283,7 @@ async def test_zero_amount_is_13(world):
 
 
 async def test_mac_is_checked_for_a_macing_terminal(world):
-    """If a terminal must MAC, then a right MAC is approved, a wrong or missing one gets 63."""
+    """If a terminal must MAC, then a right MAC is approved (and the answer is MACed), a wrong or missing one gets 63."""
     from hsm.crypto.mac import iso9797_mac
     from tests.unit.pipeline.world import CODEC, TAK_CLEAR
 
@@ -293,6 +293,9 @@ async def test_mac_is_checked_for_a_macing_terminal(world):
     unsigned = world.request(amount=100, extra={64: "0" * 16})
     body = CODEC.encode_message(unsigned)[:-8]
     signed = unsigned.with_fields({64: iso9797_mac(TAK_CLEAR, body, 3, 1).hex().upper()})
-    assert (await world.send(signed))[39] == "00"
+    response = await world.send(signed)
+    assert response[39] == "00"
+    response_body = CODEC.encode_message(response)[:-8]
+    assert response[64] == iso9797_mac(TAK_CLEAR, response_body, 3, 1).hex().upper()
     assert (await world.send(world.request(amount=100, extra={64: "0" * 16})))[39] == "63"
     assert (await world.send(world.request(amount=100)))[39] == "63"
