@@ -7,6 +7,8 @@ import asyncio
 import io
 import json
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -299,3 +301,29 @@ async def test_macing_terminal_end_to_end(switch, database_url):
         pos.mac = False
         unsigned = await pos.transact(purchase(100), card)
         assert unsigned.response_code == "63"
+
+
+async def test_switchctl_txn_show_finds_the_purchase_masked(switch, database_url, tmp_path):
+    """If an operator looks up a purchase's RRN, then switchctl shows it from the journal, PAN masked."""
+    card = demo_card(demo.demo_pan(demo.DEBIT_BIN, 15))
+    async with terminal(switch) as pos:
+        bought = await pos.transact(purchase(4321), card)
+    assert bought.rrn is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")}
+    env["SWITCH_DATABASE_URL"] = database_url
+    command = [sys.executable, "-m", "switch.cli.switchctl", "txn", "show", bought.rrn]
+    with trio.fail_after(30):
+        while True:  # the journal writes in the background, within its flush interval
+            done = await trio.run_process(
+                command, env=env, capture_stdout=True, capture_stderr=True, check=False
+            )
+            if done.returncode == 0:
+                break
+            await trio.sleep(0.1)
+    out = done.stdout.decode()
+    assert "990001******0159" in out and "4321" in out and "approved" in out
+    assert card.pan not in out
+    missing = await trio.run_process(
+        [*command[:-1], "000000000000"], env=env, capture_stdout=True, capture_stderr=True, check=False
+    )
+    assert missing.returncode == 1
