@@ -298,6 +298,16 @@ class HsmClient:
         )
         return PinTranslation(pin_length=int(data[:2]), pin_block=data[2:18], format_code=data[18:20])
 
+    async def translate_pin_tpk_to_lmk(
+        self, *, tpk: str, pin_block: str, account: str, pin_block_format: str = "01"
+    ) -> str:
+        """JC: a terminal's PIN block (under its TPK) as a PIN under the LMK, for PVV/offset generation."""
+        return await self._ok("JC", f"{tpk}{pin_block}{pin_block_format}{account}")
+
+    async def generate_pvv(self, *, pvk: str, pin_under_lmk: str, account: str, pvki: int) -> str:
+        """DG: the Visa PVV of a PIN under the LMK."""
+        return await self._ok("DG", f"{pvk}{pin_under_lmk}{account}{pvki}")
+
     async def verify_pin_pvv(
         self,
         *,

@@ -110,6 +110,15 @@ class Hsm(Protocol):
         self, *, cvk: str, pan: str, expiry_yymm: str, service_code: str, cvv: str
     ) -> bool: ...
 
+    async def pvv_for_new_pin(
+        self, *, tpk: str, pvk: str, pin_block: bytes, pan: str, pvki: int
+    ) -> str | None:
+        """The PVV of the PIN in a format 0 PIN block under the TPK; None if the block holds no valid PIN.
+
+        The clear PIN stays inside the HSM (translated to the LMK, then the PVV computed from it).
+        """
+        ...
+
     async def verify_mac(self, *, tak: str, data: bytes, mac: bytes) -> bool:
         """ISO 9797-1 algorithm 3, padding 1, 8-byte MAC under the terminal's TAK."""
         ...

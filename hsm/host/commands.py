@@ -383,6 +383,18 @@ def cmd_je(vault: KeyVault, r: FieldReader) -> str:
     return encrypt_pin_under_lmk(vault.pin_lmk_key, pin, account)
 
 
+def cmd_jc(vault: KeyVault, r: FieldReader) -> str:
+    """JC: translate a PIN block from TPK to LMK (a terminal's new PIN, for PVV or offset generation).
+    Request: TPK, PIN block (16H), format (2), account (12N). Response: PIN under LMK (PIN length + 1 digits)."""
+    tpk_field = r.key("TPK")
+    block = _pin_block(r)
+    fmt = _pin_format(r.take(2, "PIN block format"))
+    account = r.digits(12, "account number")
+    tpk = _unwrap(vault, tpk_field, TPK, "10")
+    pin = pinblock.decrypt_pin_block(block, _pan(account), fmt, tpk)
+    return encrypt_pin_under_lmk(vault.pin_lmk_key, pin, account)
+
+
 def cmd_jg(vault: KeyVault, r: FieldReader) -> str:
     """JG: translate a PIN from LMK to ZPK. Request: ZPK, format (2), account (12N), PIN under LMK.
     Response: PIN block (16H)."""
@@ -654,6 +666,7 @@ COMMANDS: dict[str, Handler] = {
     "CA": cmd_ca,
     "CC": cmd_cc,
     "CI": cmd_ci,
+    "JC": cmd_jc,
     "JE": cmd_je,
     "JG": cmd_jg,
     "DE": cmd_de,

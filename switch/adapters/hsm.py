@@ -98,6 +98,24 @@ class ClientHsm:
         except HsmTransportError as exc:
             raise HsmFailure(str(exc)) from None
 
+    async def pvv_for_new_pin(
+        self, *, tpk: str, pvk: str, pin_block: bytes, pan: str, pvki: int
+    ) -> str | None:
+        account = account_number(pan)
+        try:
+            pin_under_lmk = await self.client.translate_pin_tpk_to_lmk(
+                tpk=tpk, pin_block=pin_block.hex().upper(), account=account
+            )
+            return await self.client.generate_pvv(
+                pvk=pvk, pin_under_lmk=pin_under_lmk, account=account, pvki=pvki
+            )
+        except HsmError as exc:
+            if exc.code in ("20", "24"):  # not a valid PIN block: the terminal's problem, not the HSM's
+                return None
+            raise HsmFailure(f"PVV generation failed with HSM error {exc.code}") from None
+        except HsmTransportError as exc:
+            raise HsmFailure(str(exc)) from None
+
     async def verify_cvv(self, *, cvk: str, pan: str, expiry_yymm: str, service_code: str, cvv: str) -> bool:
         try:
             return await self.client.verify_cvv(

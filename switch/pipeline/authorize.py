@@ -213,8 +213,6 @@ class Authorizer:
         ctx.rrn = request.get(37) or retrieval_reference(transmitted, _transfer_id(request))
         if terminal.mac_required and not await self._mac_ok(ctx):
             return self._finish(ctx, Result.SECURITY_VIOLATION)
-        if classified.type in _NOT_YET:
-            return self._finish(ctx, Result.FUNCTION_NOT_SUPPORTED)
         if classified.reversal:
             return await self._reversal(ctx)
         if classified.type in (TransactionType.COMPLETION, TransactionType.VOID):
@@ -319,7 +317,7 @@ class Authorizer:
     async def _authorize(self, ctx: _Context) -> Outcome:
         t = ctx.classified.type
         request = ctx.request
-        if t is not TransactionType.BALANCE:
+        if t not in (TransactionType.BALANCE, TransactionType.PIN_CHANGE):
             ctx.amount = parse_amount(request.get(4))
             if ctx.amount is None or ctx.amount <= 0:
                 return self._finish(ctx, Result.INVALID_AMOUNT)
@@ -335,6 +333,8 @@ class Authorizer:
             return self._finish(ctx, Result.NOT_PERMITTED_TO_CARDHOLDER)
         if t is TransactionType.BALANCE:
             return await self._balance(ctx, account.account_id)
+        if t is TransactionType.PIN_CHANGE:
+            return await self._pin_change(ctx, card)
         amount = ctx.amount
         assert amount is not None
         per_txn_max = card.product.per_transaction_amount_max.get(t.value)
@@ -381,6 +381,30 @@ class Authorizer:
             # hot path. A balance inquiry asks for them.
             return self._finish(ctx, Result.APPROVED)
         return self._finish(ctx, _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION))
+
+    async def _pin_change(self, ctx: _Context, card: Card) -> Outcome:
+        """The old PIN was verified with the card checks; the new one (field 120) becomes the card's PVV."""
+        new_block = ctx.request.get(120)
+        if new_block is None or len(new_block) != 16:
+            return self._finish(ctx, Result.FORMAT_ERROR)
+        try:
+            block = bytes.fromhex(new_block)
+        except ValueError:
+            return self._finish(ctx, Result.FORMAT_ERROR)
+        if card.product.pin_method.value != "pvv":
+            return self._finish(ctx, Result.FUNCTION_NOT_SUPPORTED)
+        assert ctx.card_data is not None
+        pvv = await self.hsm.pvv_for_new_pin(
+            tpk=ctx.terminal.tpk_under_lmk,
+            pvk=card.product.pvk_under_lmk,
+            pin_block=block,
+            pan=ctx.card_data.pan.digits,
+            pvki=card.pvki,
+        )
+        if pvv is None:
+            return self._finish(ctx, Result.INCORRECT_PIN)  # the new PIN block holds no valid PIN
+        await self.directory.set_pin_verification_value(card.card_id, pvv)
+        return self._finish(ctx, Result.APPROVED)
 
     async def _balance(self, ctx: _Context, account_id: int) -> Outcome:
         await self._add_balances(ctx, account_id)

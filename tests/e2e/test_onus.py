@@ -327,3 +327,18 @@ async def test_switchctl_txn_show_finds_the_purchase_masked(switch, database_url
         [*command[:-1], "000000000000"], env=env, capture_stdout=True, capture_stderr=True, check=False
     )
     assert missing.returncode == 1
+
+
+async def test_pin_change_at_the_atm(switch):
+    """If a card changes its PIN at the ATM, then the new PIN is accepted and the old one is refused."""
+    pan = demo.demo_pan(demo.DEBIT_BIN, 16)
+    async with terminal(switch, ATM) as atm:
+        change = TransactionRequest(TxnType.PIN_CHANGE, pin=demo.DEMO_PIN, new_pin="4321")
+        assert (await atm.transact(change, demo_card(pan))).response_code == "00"
+        new_card = demo_card(pan)  # the stripe keeps the old PVV; the switch checks the stored one
+        assert (
+            await atm.transact(TransactionRequest(TxnType.BALANCE, pin="4321"), new_card)
+        ).response_code == "00"
+        assert (
+            await atm.transact(TransactionRequest(TxnType.BALANCE, pin="1234"), new_card)
+        ).response_code == "55"

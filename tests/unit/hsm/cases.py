@@ -268,6 +268,8 @@ CASES: list[Case] = [
         _check_translation(CLEAR_ZPK, 0, "01"),
     ),
     # PIN under LMK
+    Case("JC TPK->LMK", "JC", f"{W_TPK}{TPK_BLOCK}01{ACCOUNT}", "00", _check_pin_under_lmk),
+    Case("JC PIN block under another key", "JC", f"{W_TPK}{ZPK_BLOCK}01{ACCOUNT}", "20"),
     Case("JE ZPK->LMK", "JE", f"{W_ZPK}{ZPK_BLOCK}01{ACCOUNT}", "00", _check_pin_under_lmk),
     Case("JG LMK->ZPK", "JG", f"{W_ZPK}01{ACCOUNT}{PIN_UNDER_LMK}", "00", _equals(ZPK_BLOCK)),
     Case("JG wrong account", "JG", f"{W_ZPK}01{ACCOUNT}{BAD_PIN_UNDER_LMK}", "20"),

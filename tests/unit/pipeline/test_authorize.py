@@ -299,3 +299,24 @@ async def test_mac_is_checked_for_a_macing_terminal(world):
     assert response[64] == iso9797_mac(TAK_CLEAR, response_body, 3, 1).hex().upper()
     assert (await world.send(world.request(amount=100, extra={64: "0" * 16})))[39] == "63"
     assert (await world.send(world.request(amount=100)))[39] == "63"
+
+
+async def test_pin_change_then_only_the_new_pin_works(world):
+    """If an ATM PIN change with the right old PIN arrives, then the new PIN works and the old one is 55."""
+    new_block = world.pin_block("4321")
+    change = world.request("0200", "920000", None, terminal="ATM00001", extra={120: new_block})
+    assert (await world.send(change))[39] == "00"
+    new_pvv = world.directory.cards[PAN].pin_verification_value
+    assert new_pvv != world.card.pin_verification_value
+    # The stripe still carries the old PVV: verification uses the stored one.
+    assert (await world.send(world.request(amount=100, pin="4321")))[39] == "00"
+    assert (await world.send(world.request(amount=100, pin="1234")))[39] == "55"
+
+
+async def test_pin_change_with_wrong_old_pin_is_55(world):
+    """If the old PIN is wrong, then the PIN is not changed."""
+    change = world.request(
+        "0200", "920000", None, terminal="ATM00001", pin="9999", extra={120: world.pin_block("4321")}
+    )
+    assert (await world.send(change))[39] == "55"
+    assert world.directory.cards[PAN].pin_verification_value == world.card.pin_verification_value
