@@ -11,6 +11,7 @@ I/O of its own: it talks to the ports, and returns an `Outcome` that the caller 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -473,6 +474,12 @@ class Authorizer:
             if amount <= 0:
                 return self._finish(ctx, Result.APPROVED)  # everything was dispensed: nothing to give back
             transfer = _reverse_posted(ctx.transfer_id, first, amount)
+            if first.kind is TransferKind.POST_PENDING:
+                # The ledger reverses only plain posted transfers; a completion is given back by a plain
+                # transfer the other way. Its id ("rev:" + the completion's) still makes it happen once.
+                transfer = dataclasses.replace(
+                    transfer, reverses_id=None, reference=f"reversal of completion {original_id}"
+                )
         (outcome,) = await self.ledger.create_transfers([transfer])
         if outcome in (
             TransferResult.OK,

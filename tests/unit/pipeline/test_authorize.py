@@ -320,3 +320,15 @@ async def test_pin_change_with_wrong_old_pin_is_55(world):
     )
     assert (await world.send(change))[39] == "55"
     assert world.directory.cards[PAN].pin_verification_value == world.card.pin_verification_value
+
+
+async def test_reversal_of_a_completion_gives_the_money_back_once(world):
+    """If a completed pre-auth's completion is reversed (twice), then the cardholder gets it back once."""
+    preauth = world.request("0100", "000000", 5000)
+    await world.send(preauth)
+    completion = world.request("0220", "000000", 3000, pin=None, extra={90: original_data(preauth)})
+    assert (await world.send(completion))[39] == "00"
+    for mti in ("0420", "0421"):
+        reversal = world.request(mti, "000000", 3000, pin=None, extra={90: original_data(completion)})
+        assert (await world.send(reversal))[39] == "00"
+    assert await world.available() == 100_000
