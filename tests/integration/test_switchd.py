@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import resource
 import signal
 import subprocess
 import sys
@@ -349,3 +350,29 @@ def test_make_run_on_embedded_postgres_start_ctrl_c_and_reuse():
             ],
             check=False,
         )
+
+
+async def test_thousands_of_connections_are_served_at_once(switch):
+    """If 2,000 terminals are connected at the same time, then every one of them gets its echo answered."""
+    # Both ends live in this process: two descriptors a connection. Fewer where the limit is low.
+    soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    count = min(2000, (soft_limit - 200) // 2)
+    host, port = split(switch.terminal_address)
+    streams = [await trio.open_tcp_stream(host, port) for _ in range(count)]
+    answered = 0
+
+    async def one(stream: trio.SocketStream, i: int) -> None:
+        nonlocal answered
+        reply = await exchange(stream, CODEC.encode_frame(echo_request(f"{i:06d}"), TPDU))
+        assert reply.message.get(11) == f"{i:06d}"
+        answered += 1
+
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for i, stream in enumerate(streams):
+                    nursery.start_soon(one, stream, i)
+    finally:
+        for stream in streams:
+            await stream.aclose()
+    assert answered == count
