@@ -54,9 +54,6 @@ _PIN_REQUIRED = frozenset(
         TransactionType.BALANCE,
     }
 )
-_NOT_YET = frozenset(
-    {TransactionType.PIN_CHANGE}
-)  # needs PIN-under-LMK translation in the HSM: not built yet
 _TRANSFER_TO_RESULT = {
     TransferResult.EXCEEDS_CREDITS: Result.INSUFFICIENT_FUNDS,
     TransferResult.EXCEEDS_AMOUNT_LIMIT: Result.EXCEEDS_AMOUNT_LIMIT,
