@@ -33,18 +33,20 @@ from hsm.crypto.tr31 import tr31_unwrap, tr31_wrap
 from hsm.host.processor import HostCommandProcessor
 from hsm.host.protocol import FRAME_BYTES_MAX_DEFAULT, HEADER_LENGTH_DEFAULT
 from hsm.keys import ZMK, KeyRejected, KeyVault, key_type, random_key
-from hsm.lmk import LmkFileError, VariantLmk, load_lmk_file, write_lmk_file
+from hsm.lmk import (
+    PASSPHRASE_ENV,
+    TEST_LMK_WARNING,
+    LmkFileError,
+    VariantLmk,
+    load_lmk_file,
+    write_lmk_file,
+)
 from hsm.server import HsmServer, ServerConfig
 
 __all__ = ["configure_logging", "main"]
 
 LMK_FILE_DEFAULT = Path("var/hsm/lmk.json")
-PASSPHRASE_ENV = "HSM_LMK_PASSPHRASE"
 _SCHEME_BYTES = {"Z": 8, "U": 16, "X": 16, "T": 24, "Y": 24}
-TEST_LMK_WARNING = (
-    "THE PUBLIC TEST LMK IS LOADED: every key under it is known to anyone. "
-    "For interoperability testing only; never use it with real cards or keys."
-)
 
 
 class CliError(Exception):

@@ -76,6 +76,14 @@ _SALT_BYTES = 16
 _NONCE_BYTES = 12
 
 
+# Where `hsmd run` and switchd's in-process HSM read the LMK file's passphrase.
+PASSPHRASE_ENV = "HSM_LMK_PASSPHRASE"
+TEST_LMK_WARNING = (
+    "THE PUBLIC TEST LMK IS LOADED: every key under it is known to anyone. "
+    "For interoperability testing only; never use it with real cards or keys."
+)
+
+
 class LmkFileError(Exception):
     """The LMK file is missing, malformed, or the passphrase does not open it (message is safe to log)."""
 

@@ -24,6 +24,7 @@ from hsm.crypto.pinverify import visa_pvv
 from specs import demo
 from switch.iso.codec import Codec
 from switch.iso.message import Message
+from switch.masking import mask_pan
 
 __all__ = [
     "ENTRY_MODES",
@@ -123,14 +124,6 @@ _PROCESSING_PREFIX: dict[TxnType, str] = {
     TxnType.WITHDRAWAL: "01",
     TxnType.TRANSFER: "40",
 }
-
-
-def mask_pan(pan: str) -> str:
-    """First six and last four digits, the middle starred (PCI DSS display rule); short PANs keep four."""
-    n = len(pan)
-    if n >= 13:
-        return pan[:6] + "*" * (n - 10) + pan[-4:]
-    return "*" * max(0, n - 4) + pan[-4:] if n > 4 else "*" * n
 
 
 # -- amounts -------------------------------------------------------------------------------------------

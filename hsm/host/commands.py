@@ -374,25 +374,24 @@ def cmd_ci(vault: KeyVault, r: FieldReader) -> str:
 def cmd_je(vault: KeyVault, r: FieldReader) -> str:
     """JE: translate a PIN block from ZPK to LMK. Request: ZPK, PIN block (16H), format (2), account (12N).
     Response: PIN under LMK (PIN length + 1 digits)."""
-    zpk_field = r.key("ZPK")
+    return _pin_block_to_lmk(vault, r, "ZPK", ZPK)
+
+
+def _pin_block_to_lmk(vault: KeyVault, r: FieldReader, key_name: str, kt: KeyType) -> str:
+    """JC/JE body: key, PIN block (16H), format (2), account (12N) -> PIN under LMK (length + 1 digits)."""
+    key_field = r.key(key_name)
     block = _pin_block(r)
     fmt = _pin_format(r.take(2, "PIN block format"))
     account = r.digits(12, "account number")
-    zpk = _unwrap(vault, zpk_field, ZPK, "10")
-    pin = pinblock.decrypt_pin_block(block, _pan(account), fmt, zpk)
+    key = _unwrap(vault, key_field, kt, "10")
+    pin = pinblock.decrypt_pin_block(block, _pan(account), fmt, key)
     return encrypt_pin_under_lmk(vault.pin_lmk_key, pin, account)
 
 
 def cmd_jc(vault: KeyVault, r: FieldReader) -> str:
     """JC: translate a PIN block from TPK to LMK (a terminal's new PIN, for PVV or offset generation).
     Request: TPK, PIN block (16H), format (2), account (12N). Response: PIN under LMK (PIN length + 1 digits)."""
-    tpk_field = r.key("TPK")
-    block = _pin_block(r)
-    fmt = _pin_format(r.take(2, "PIN block format"))
-    account = r.digits(12, "account number")
-    tpk = _unwrap(vault, tpk_field, TPK, "10")
-    pin = pinblock.decrypt_pin_block(block, _pan(account), fmt, tpk)
-    return encrypt_pin_under_lmk(vault.pin_lmk_key, pin, account)
+    return _pin_block_to_lmk(vault, r, "TPK", TPK)
 
 
 def cmd_jg(vault: KeyVault, r: FieldReader) -> str:

@@ -20,18 +20,13 @@ from hsm.client import (
 )
 from hsm.host.processor import HostCommandProcessor
 from hsm.keys import KeyVault
-from hsm.lmk import LmkFileError, VariantLmk, load_lmk_file
+from hsm.lmk import PASSPHRASE_ENV, TEST_LMK_WARNING, LmkFileError, VariantLmk, load_lmk_file
 from switch.config import HsmConfig
 from switch.logs import get_logger
 from switch.ports import HsmFailure, WorkingKey
 
 __all__ = ["ClientHsm", "HsmSetupError", "open_hsm"]
 
-PASSPHRASE_ENV = "HSM_LMK_PASSPHRASE"
-TEST_LMK_WARNING = (
-    "THE PUBLIC TEST LMK IS LOADED in the in-process HSM: every key under it is known to anyone. "
-    "Demo and testing only; never use it with real cards or keys."
-)
 
 log = get_logger("hsm")
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from hsm.client import HsmClient
+from hsm.client import HsmClient, account_number
 from hsm.crypto.des import kcv_tdes
 from hsm.keys import CVK, PVK, TMK, KeyVault
 from hsm.lmk import VariantLmk
@@ -112,10 +112,6 @@ def card_account_ids(bin6: str, index: int) -> tuple[int, ...]:
     raise ValueError("not a demo BIN")
 
 
-def _account_number(pan: str) -> str:
-    return pan[:-1][-12:]
-
-
 async def _demo_exists(database: Database) -> bool:
     found = await database.fetchval("SELECT 1 FROM institutions WHERE code = $1", DEMO_INSTITUTION_CODE)
     return found is not None
@@ -155,7 +151,7 @@ async def _import_demo_keys(hsm: HsmClient) -> tuple[_Keys, KeyVault]:
 
 
 async def _pvv(hsm: HsmClient, vault: KeyVault, pvk: str, pan: str, pin: str) -> str:
-    account = _account_number(pan)
+    account = account_number(pan)
     pin_under_lmk = encrypt_pin_under_lmk(vault.pin_lmk_key, pin, account)
     code, pvv = await hsm.call("DG", f"{pvk}{pin_under_lmk}{account}{demo.DEMO_PVKI}")
     if code != "00":

@@ -19,6 +19,7 @@ from hsm import cli
 from hsm.client import HsmClient, TcpTransport
 from hsm.crypto.des import with_odd_parity
 from hsm.keys import ZMK, ZPK
+from hsm.lmk import PASSPHRASE_ENV
 from tests.unit.hsm import cases, support
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -44,7 +45,7 @@ def test_init_creates_an_encrypted_lmk_and_refuses_to_overwrite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """If hsmd init runs twice on the same file, then the first creates it and the second refuses without --force."""
-    monkeypatch.setenv(cli.PASSPHRASE_ENV, "operator passphrase")
+    monkeypatch.setenv(PASSPHRASE_ENV, "operator passphrase")
     path = tmp_path / "lmk.json"
     code, out, _ = _run(["init", "--lmk-file", str(path)], capsys)
     assert code == 0
@@ -59,7 +60,7 @@ def test_key_utilities_work_with_a_created_lmk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """If a key is generated under a fresh LMK, then kcv on the printed key gives the printed check value."""
-    monkeypatch.setenv(cli.PASSPHRASE_ENV, "operator passphrase")
+    monkeypatch.setenv(PASSPHRASE_ENV, "operator passphrase")
     path = tmp_path / "lmk.json"
     assert _run(["init", "--lmk-file", str(path)], capsys)[0] == 0
     code, out, _ = _run(["key", "generate", "--type", "001", "--lmk-file", str(path)], capsys)
@@ -74,9 +75,9 @@ def test_wrong_passphrase_is_an_operator_error(
 ) -> None:
     """If the passphrase is wrong, then hsmd exits 2 with a message and no traceback."""
     path = tmp_path / "lmk.json"
-    monkeypatch.setenv(cli.PASSPHRASE_ENV, "right")
+    monkeypatch.setenv(PASSPHRASE_ENV, "right")
     _run(["init", "--lmk-file", str(path)], capsys)
-    monkeypatch.setenv(cli.PASSPHRASE_ENV, "wrong")
+    monkeypatch.setenv(PASSPHRASE_ENV, "wrong")
     code, _, err = _run(["key", "generate", "--type", "001", "--lmk-file", str(path)], capsys)
     assert code == 2
     assert "passphrase" in err
