@@ -123,7 +123,9 @@ class FakeSwitch:
             group = f"{demo.CURRENCY:03d}C{balance:012d}"
             updates[54] = f"0001{group}0002{group}"
         rrn = f"{next(self._rrn):012d}"
-        updates.update({37: rrn, 38: f"{secrets.randbelow(10**6):06d}"})
+        # Auth codes count up like the RRNs, so that a test searching the output for a PIN cannot
+        # trip over a random code that happens to contain its digits.
+        updates.update({37: rrn, 38: f"A{int(rrn):05d}"})
         self.by_rrn[rrn] = request
         self.by_identity[(request.mti, request[11], request[7])] = request
         return CODEC.response(request, response_code="00", updates=updates)

@@ -64,6 +64,8 @@ def test_output_never_shows_the_clear_pan_or_pin(fake_switch):
     assert FIRST_PAN not in text
     assert f"{FIRST_PAN[:6]}******{FIRST_PAN[-4:]}" in text
     assert "1234" not in text
+    pin_block = fake_switch.requests[-1][52]
+    assert pin_block not in text and pin_block.lower() not in text
 
 
 def test_wrong_prompted_pin_is_declined_55(fake_switch):
