@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 
+import orjson
 import structlog
 
 from switch.masking import PAN_KEYS, SENSITIVE_KEYS, mask_pan, scrub_text
@@ -25,15 +26,39 @@ REDACTED = "[redacted]"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
+# Key -> how its value is treated: _PLAIN, _PAN or _SENSITIVE. Keys repeat on every line (the canonical
+# transaction line has ~20), so the lower-casing and set lookups are done once per distinct key.
+_PLAIN, _PAN, _SENSITIVE = 0, 1, 2
+_KEY_KINDS: dict[str, int] = {}
+_KEY_KINDS_MAX = 4096  # keys are names from code, but a bound dict could bring arbitrary ones
+
+
+def _key_kind(key: str) -> int:
+    kind = _KEY_KINDS.get(key)
+    if kind is None:
+        lowered = key.lower()
+        kind = _SENSITIVE if lowered in SENSITIVE_KEYS else _PAN if lowered in PAN_KEYS else _PLAIN
+        if len(_KEY_KINDS) < _KEY_KINDS_MAX:
+            _KEY_KINDS[key] = kind
+    return kind
+
+
 def _mask_value(key: str, value: Any, depth: int = 0) -> Any:
-    lowered = key.lower()
-    if lowered in SENSITIVE_KEYS:
+    kind = _key_kind(key)
+    if kind == _SENSITIVE:
         return REDACTED
-    if isinstance(value, str):
-        if lowered in PAN_KEYS:
+    cls = type(value)
+    if cls is str:
+        if kind == _PAN:
             digits = value.strip()
             return mask_pan(digits) if digits.isdigit() else scrub_text(value)
-        return scrub_text(value)
+        return scrub_text(value) if len(value) >= 13 else value
+    if value is None or cls is bool or cls is float:
+        return value
+    if cls is int:
+        return mask_pan(str(value)) if kind == _PAN else value
+    if isinstance(value, str):  # a str subclass (an enum member, say): render it as plain text
+        return _mask_value(key, str.__str__(value), depth)
     if isinstance(value, (bytes, bytearray, memoryview)):
         # Raw bytes may be a frame or a PIN block; never render them.
         return f"[{len(value)} bytes]"
@@ -43,10 +68,8 @@ def _mask_value(key: str, value: Any, depth: int = 0) -> Any:
         return {str(k): _mask_value(str(k), v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_mask_value(key, v, depth + 1) for v in value]
-    if isinstance(value, (int, float, bool)) or value is None:
-        if lowered in PAN_KEYS and isinstance(value, int):
-            return mask_pan(str(value))
-        return value
+    if isinstance(value, (int, float)):
+        return mask_pan(str(int(value))) if kind == _PAN and isinstance(value, int) else value
     # Anything else is rendered with str() by the renderer: scrub that text now.
     return scrub_text(str(value))
 
@@ -55,9 +78,15 @@ def mask_card_data(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: mask PANs, drop sensitive fields, scrub every string value."""
-    for key in list(event_dict):
-        event_dict[key] = _mask_value(key, event_dict[key])
+    for key, value in event_dict.items():
+        event_dict[key] = _mask_value(key, value)
     return event_dict
+
+
+def _json_line(value: Any, **_kw: Any) -> str:
+    # orjson is several times faster than json.dumps on the canonical line; after mask_card_data every
+    # value is a plain JSON type, and anything else still renders as (already scrubbed) text.
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
@@ -65,7 +94,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     out = stream if stream is not None else sys.stdout
     use_console = fmt == "console" or (fmt == "auto" and out.isatty())
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False) if use_console else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=False)
+        if use_console
+        else structlog.processors.JSONRenderer(serializer=_json_line)
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import structlog
 
@@ -51,6 +52,12 @@ class TerminalService:
         self.metrics = metrics
         self.clock = clock
         self.node_name = node_name
+        # Bound once, after logging is configured: the module's lazy proxy would rebuild its processor
+        # chain on every call, and this line is written for every transaction.
+        self._log = log.bind()
+        # Metric children resolved once per label set (labels() takes a lock and a dict lookup each time).
+        self._counted: dict[tuple[str, str, str], Any] = {}
+        self._timed: dict[str, Any] = {}
 
     async def handle(self, request: Message) -> Message | None:
         started_ns = time.perf_counter_ns()
@@ -80,9 +87,16 @@ class TerminalService:
             return
         code = outcome.response.get(39) or TERMINAL_RESPONSE_CODES.get(outcome.result, "")
         txn_type = outcome.transaction_type or "unknown"
-        self.metrics.transactions_total.labels(txn_type, outcome.result.value, code).inc()
-        self.metrics.transaction_latency.labels(txn_type).observe(latency_us / 1e6)
-        log.info(
+        key = (txn_type, outcome.result.value, code)
+        counter = self._counted.get(key)
+        if counter is None:
+            counter = self._counted[key] = self.metrics.transactions_total.labels(*key)
+        counter.inc()
+        histogram = self._timed.get(txn_type)
+        if histogram is None:
+            histogram = self._timed[txn_type] = self.metrics.transaction_latency.labels(txn_type)
+        histogram.observe(latency_us / 1e6)
+        self._log.info(
             "transaction",
             mti=request.mti,
             processing_code=request.get(3),

@@ -68,6 +68,10 @@ class TerminalServer:
         self._open = 0
         self._slots = trio.CapacityLimiter(config.connections_max)
         self._all_closed = trio.Event()
+        # Children of the per-frame metrics, resolved once (labels() locks and looks up on every call).
+        self._frames_in = metrics.frames_total.labels(name, "in")
+        self._frames_out = metrics.frames_total.labels(name, "out")
+        self._inflight = metrics.inflight.labels(name)
 
     async def serve(
         self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
@@ -166,7 +170,7 @@ class TerminalServer:
                         self.metrics.frame_errors_total.labels(self.name, "framing").inc()
                         break
                     for frame in frames:
-                        self.metrics.frames_total.labels(self.name, "in").inc()
+                        self._frames_in.inc()
                         requests.start_soon(self._answer, stream, send_lock, frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             reason = "connection broken"
@@ -219,11 +223,11 @@ class TerminalServer:
     async def _answer_one(self, stream: trio.SocketStream, send_lock: trio.Lock, frame: bytes) -> None:
         packet, payload = self._decode(frame)
         if packet is not None:
-            self.metrics.inflight.labels(self.name).inc()
+            self._inflight.inc()
             try:
                 response = await self.handler(packet.message)
             finally:
-                self.metrics.inflight.labels(self.name).dec()
+                self._inflight.dec()
             if response is not None:
                 header = packet.header.reply() if packet.header is not None else None
                 payload = self.codec.encode_payload(response, header)
@@ -236,4 +240,4 @@ class TerminalServer:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 log.info("reply not sent: connection gone")
                 return
-        self.metrics.frames_total.labels(self.name, "out").inc()
+        self._frames_out.inc()

@@ -9,10 +9,10 @@ Lookups (`by_rrn`) read the database directly.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import trio
 
 from switch.adapters.postgres.db import AnyConnection, Database
@@ -118,5 +118,6 @@ class PgJournal:
 def _row(e: JournalEntry) -> tuple[Any, ...]:
     # Attribute access, not dataclasses.asdict: asdict deep-copies every value and showed up in profiles.
     return tuple(
-        json.dumps(getattr(e, c)) if c in ("request", "response") else getattr(e, c) for c in _COLUMNS
+        orjson.dumps(getattr(e, c)).decode() if c in ("request", "response") else getattr(e, c)
+        for c in _COLUMNS
     )
