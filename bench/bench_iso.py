@@ -1,10 +1,10 @@
 """ISO 8583 codec speed: our wrapper against raw pyiso8583 on the same typical 0200, per dialect.
 
 The message is `switch.iso.samples.typical_0200` (PAN, processing code, amount, STAN, times, expiry,
-POS entry mode, track 2, RRN, terminal, merchant, currency, PIN block; field 55 for terminal). "raw" is
-`iso8583.encode`/`iso8583.decode` with the dialect's prebuilt spec dict; "codec" is
-`Codec.encode_message`/`Codec.decode_message` (the same work plus the message model and error
-wrapping). The budget is at most 25% over raw. Frame figures (header and length prefix included) are
+POS entry mode, track 2, RRN, terminal, merchant, currency, PIN block; field 55 for terminal, a GBK
+merchant name for cups). "raw" is `iso8583.encode`/`iso8583.decode` with the dialect's prebuilt spec
+dict; "codec" is `Codec.encode_message`/`Codec.decode_message` (the same work plus the message model,
+error wrapping and, for cups, the always-present secondary bitmap that raw pyiso8583 leaves out). The budget is at most 25% over raw. Frame figures (header and length prefix included) are
 printed for information. Rates are the best round; the overhead is the median of paired
 per-round ratios, to keep other processes' load out of the comparison.
 

@@ -3,16 +3,24 @@
 Header: 46 bytes (see `switch.iso.headers.CupsHeader`): header length 0x2E, flag and version, total
 message length as 4 ASCII digits, 11-byte destination and source institution IDs, 3 reserved bytes,
 batch number, 8 bytes of transaction information, user information and a 5-digit reject code.
-Message: ASCII MTI, binary 128-bit bitmap, ASCII fields with ASCII length prefixes.
+Message: ASCII MTI, binary 128-bit bitmap (the secondary bitmap is always sent, so bit 1 is always set),
+ASCII fields with ASCII length prefixes, except F43 (card acceptor name and location) which is GBK.
 F32/F33/F100 are institution IDs (n..11, LLVAR); F60 is reserved private (ans...100, LLLVAR) whose
 leading subfields are laid out below; F90 is the original data elements (n42).
 
 Assumptions (CUPS specifications are licensed to members; the public parts agree on the header):
-- TCP framing is a 4-digit ASCII length of header + message, not counting itself;
-- flag and version defaults to 0x02 (production, version 2);
+- TCP framing is a 4-digit ASCII length of header + message, not counting itself (a public capture
+  of a CUPS 0200, used only to check this layout and not copied into the tests, has exactly this);
+- flag and version defaults to 0x02 (bit 8 clear: production; version 2); 0x82 marks test traffic;
+- the 128-bit bitmap is sent on every message; a message arriving with only the primary bitmap is
+  still accepted, since nothing is lost by reading it;
+- F43 is GBK, which is ASCII for ASCII text and carries Chinese merchant names in two bytes per
+  character: a public capture of CUPS traffic decodes only that way. Its 40 counts bytes, not
+  characters. Other text fields stay ASCII until a capture shows otherwise;
 - F60 subfield positions follow the commonly published interbank layout (message reason code n4,
   account owner type n1, terminal read capability n1, IC card condition code n1, reserved n1,
-  terminal type n2); later subfields are kept as one remainder.
+  terminal type n2); later subfields are kept as one remainder. The capture agrees: contactless
+  entry (F22 07x) with terminal read capability 6 and terminal type 03 (POS).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ DEFINITION: dict[str, object] = {
     "header": {"kind": "cups", "flag_version": 0x02},
     "mti": "ascii",
     "bitmap": "binary",
+    "secondary_bitmap": "always",
     "types": {
         "n": {"data": "ascii", "length": "ascii"},
         "an": {"data": "ascii", "length": "ascii"},
@@ -34,6 +43,7 @@ DEFINITION: dict[str, object] = {
     "fields": {
         60: ["ans", 3, 100, "Reserved private (CUPS self-defined data)"],
     },
+    "field_encodings": {43: "gbk"},
     "subfields": {
         60: [
             ["message_reason_code", 4],

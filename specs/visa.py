@@ -10,7 +10,14 @@ binary length; track 2 in BCD with the 'D' separator; binary fields with a one-b
 Assumptions (the BASE I manuals are not public; checked against the public jPOS Base1Packager):
 - variable text and binary fields are capped at 255 bytes so that one length byte always suffices;
 - field 22 (POS entry mode) is n4, as VisaNet uses it, not the standard's n3;
-- fields 28-31, 97 (x+n amounts) travel as EBCDIC text rather than Visa's sign byte + BCD.
+- fields 28-31, 97 (x+n amounts) travel as EBCDIC text rather than Visa's sign byte + BCD;
+- jPOS packs a few private fields differently (46, 47, 56-58 and 102-125 as ASCII text, 48 and 60-63
+  as binary, 61 as BCD); their contents are Visa's and not public, so here they stay EBCDIC text with
+  a one-byte length until a link needs them, when an entry in `fields` (or a type rule) changes that.
+Checked against jPOS and holding: header layout and defaults (0x16, 0x01, 0x02, total length =
+header + message, BCD station IDs, reject when byte 0 is 26 and bit 1 of byte 22 is set, reject code
+at bytes 24-25 followed by the original header), left-padded BCD numerics with a binary digit count,
+EBCDIC for 37-43, binary 52/64/128, field 90 as 21 bytes of BCD, field 22 as n4.
 """
 
 from __future__ import annotations

@@ -69,6 +69,9 @@ class Codec:
         self._spec = self.dialect.iso_spec
         self._headers = HeaderCodec(self.dialect.header.kind, self.dialect.header.options, dialect=self.name)
         self._bcd_mti = self.dialect.mti_encoding == "bcd"
+        self._secondary_always = self.dialect.secondary_bitmap_always
+        self._bitmap_at = 2 if self._bcd_mti else 4
+        self._ascii_bitmap = self.dialect.bitmap_encoding == "ascii"
 
     @property
     def default_header(self) -> Header | None:
@@ -96,6 +99,8 @@ class Codec:
                 "bitmap announces a field the dialect does not define",
                 dialect=self.name,
                 field=_field_ref(key),
+                # The bitmaps start right after the MTI; pyiso8583 does not say which byte it was at.
+                offset=base_offset + self._bitmap_at,
                 mti=self._peek_mti(data),
             )
         else:
@@ -123,8 +128,27 @@ class Codec:
                 _safe_reason(exc.msg), dialect=self.name, field=_field_ref(exc.field), mti=message.mti
             )
         else:
+            if self._secondary_always:
+                return self._with_secondary_bitmap(body)
             return bytes(body)
         raise err
+
+    def _with_secondary_bitmap(self, body: bytearray) -> bytes:
+        """The body with an all-zero secondary bitmap when pyiso8583 left it out (no field above 64).
+
+        pyiso8583 adds the secondary bitmap only when a field 65-128 is present; a dialect whose
+        network always sends 128 bits (CUPS) needs bit 1 set and eight zero bytes after the primary.
+        """
+        at = self._bitmap_at
+        if self._ascii_bitmap:
+            first = int(chr(body[at]), 16)
+            if not first & 0x8:
+                body[at] = ord(f"{first | 0x8:X}")
+                body[at + 16 : at + 16] = b"0" * 16
+        elif not body[at] & 0x80:
+            body[at] |= 0x80
+            body[at + 8 : at + 8] = bytes(8)
+        return bytes(body)
 
     # -- frames ------------------------------------------------------------------------------------
 

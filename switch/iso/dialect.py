@@ -33,9 +33,38 @@ DIALECT_NAMES: tuple[str, ...] = specs.NAMES
 
 FIELD_TYPES = ("n", "an", "ans", "z", "b")
 DATA_ENCODINGS = ("ascii", "cp500", "bcd", "binary")
+TEXT_DATA = ("ascii", "cp500")
 LENGTH_ENCODINGS = ("ascii", "cp500", "binary", "bcd")
 HEADER_KINDS = ("none", "tpdu", "visa", "cups")
 PREFIX_KINDS = ("binary", "ascii")
+# A misspelt key would otherwise be ignored silently (a "mandatroy" table would check nothing).
+DEFINITION_KEYS = frozenset(
+    {
+        "name",
+        "title",
+        "framing",
+        "header",
+        "mti",
+        "bitmap",
+        "secondary_bitmap",
+        "types",
+        "fields",
+        "field_encodings",
+        "mandatory",
+        "echo",
+        "subfields",
+        "fixed_values",
+    }
+)
+FRAMING_KEYS = frozenset({"prefix", "prefix_bytes", "filler_bytes", "keepalive"})
+# The default values each header layout takes from its definition (see switch.iso.headers.HeaderCodec).
+HEADER_OPTIONS: Mapping[str, frozenset[str]] = {
+    "none": frozenset(),
+    "tpdu": frozenset({"tpdu_id"}),
+    "visa": frozenset({"header_format", "text_format"}),
+    "cups": frozenset({"flag_version"}),
+}
+SECONDARY_BITMAP_RULES = ("when_needed", "always")
 # Fields that never leave the process in clear: dropped from reprs, redacted by the decode tool.
 SENSITIVE_FIELDS: frozenset[int] = frozenset({35, 36, 45, 52, 55})
 PAN_FIELD = 2
@@ -48,9 +77,9 @@ class FieldDef:
     number: int
     type: str  # "n", "an", "ans", "z" or "b"
     length_digits: int  # 0 fixed, 2 LLVAR, 3 LLLVAR (the standard's notion, whatever the wire encoding)
-    max_len: int  # characters, digits, or bytes for "b"
+    max_len: int  # characters, digits, or bytes for "b" and for a multi-byte text encoding such as GBK
     name: str
-    data: str  # "ascii", "cp500", "bcd" or "binary"
+    data: str  # "ascii", "cp500", "bcd", "binary", or a text encoding the dialect gives this field
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +110,8 @@ class Dialect:
     header: HeaderSpec
     mti_encoding: str
     bitmap_encoding: str
+    # True: every message carries the secondary bitmap (128 bits), even with no field above 64.
+    secondary_bitmap_always: bool
     fields: Mapping[int, FieldDef]
     iso_spec: Mapping[str, Mapping[str, Any]]
     mandatory: Mapping[str, tuple[int | tuple[int, ...], ...]]
@@ -112,12 +143,18 @@ def build_dialect(raw: Mapping[str, object]) -> Dialect:
     title = raw.get("title", name)
     if not isinstance(title, str):
         raise v.error("title must be text")
+    unknown = sorted(str(key) for key in raw if key not in DEFINITION_KEYS)
+    if unknown:
+        raise v.error(f"unknown definition keys: {', '.join(unknown)}")
     framing = v.framing(raw.get("framing"))
     header = v.header(raw.get("header"))
     mti_encoding = v.choice(raw.get("mti"), ("ascii", "bcd"), "mti")
     bitmap_encoding = v.choice(raw.get("bitmap"), ("binary", "ascii"), "bitmap")
+    secondary = v.choice(
+        raw.get("secondary_bitmap", "when_needed"), SECONDARY_BITMAP_RULES, "secondary_bitmap"
+    )
     types = v.types(raw.get("types"))
-    fields = v.fields(raw.get("fields", {}), types)
+    fields = v.fields(raw.get("fields", {}), types, raw.get("field_encodings", {}))
     iso_spec = _expand(fields, types, mti_encoding, bitmap_encoding)
     mandatory = v.mandatory(raw.get("mandatory", {}))
     echo = v.echo(raw.get("echo", iso1987.ECHO))
@@ -130,6 +167,7 @@ def build_dialect(raw: Mapping[str, object]) -> Dialect:
         header=header,
         mti_encoding=mti_encoding,
         bitmap_encoding=bitmap_encoding,
+        secondary_bitmap_always=secondary == "always",
         fields=fields,
         iso_spec=iso_spec,
         mandatory=mandatory,
@@ -217,6 +255,9 @@ class _Validator:
 
     def framing(self, value: object) -> FramingSpec:
         m = self.mapping(value, "framing")
+        unknown = sorted(str(key) for key in m if key not in FRAMING_KEYS)
+        if unknown:
+            raise self.error(f"unknown framing keys: {', '.join(unknown)}")
         prefix = self.choice(m.get("prefix"), PREFIX_KINDS, "framing.prefix")
         prefix_bytes = self.integer(
             m.get("prefix_bytes"), "framing.prefix_bytes", 1, 4 if prefix == "binary" else 6
@@ -232,8 +273,11 @@ class _Validator:
         kind = self.choice(m.get("kind"), HEADER_KINDS, "header.kind")
         options: dict[str, int] = {}
         for key, opt in m.items():
-            if key != "kind":
-                options[key] = self.integer(opt, f"header.{key}", 0, 0xFF)
+            if key == "kind":
+                continue
+            if key not in HEADER_OPTIONS[kind]:
+                raise self.error(f"header kind {kind} has no option {key!r}")
+            options[key] = self.integer(opt, f"header.{key}", 0, 0xFF)
         return HeaderSpec(kind, options)
 
     def types(self, value: object) -> dict[str, Mapping[str, object]]:
@@ -269,8 +313,11 @@ class _Validator:
         except LookupError:
             raise self.error(f"{where}: unknown text encoding") from None
 
-    def fields(self, value: object, types: Mapping[str, Mapping[str, object]]) -> dict[int, FieldDef]:
+    def fields(
+        self, value: object, types: Mapping[str, Mapping[str, object]], encodings: object
+    ) -> dict[int, FieldDef]:
         overrides = self.mapping(value, "fields")
+        per_field = self.field_encodings(encodings)
         rows: dict[int, tuple[str, int, int, str]] = dict(iso1987.FIELDS)
         for key, row in overrides.items():
             number = self.field_number(key)
@@ -296,9 +343,31 @@ class _Validator:
             if digits and isinstance(cap, int):
                 max_len = min(max_len, cap)
             data = str(rule["data"])
+            if number in per_field:
+                if ftype not in ("an", "ans") or data not in TEXT_DATA:
+                    raise self.error("only a text field (an, ans) can take its own encoding", number)
+                data = per_field[number]
             fd = FieldDef(number, ftype, digits, max_len, fname, data)
             self.check_fits(fd, str(rule["length"]))
             out[number] = fd
+        return out
+
+    def field_encodings(self, value: object) -> dict[int, str]:
+        """Per-field text encodings that replace the type rule's (CUPS merchant names are GBK)."""
+        m = self.mapping(value, "field_encodings")
+        out: dict[int, str] = {}
+        for key, encoding in m.items():
+            number = self.field_number(key)
+            if not isinstance(encoding, str) or encoding in ("bcd", "binary"):
+                raise self.error("field encoding must name a text encoding", number)
+            try:
+                info = codecs.lookup(encoding)
+            except LookupError:
+                raise self.error("field encoding: unknown text encoding", number) from None
+            # pyiso8583 calls str.encode/bytes.decode: a bytes-to-bytes codec (hex, zlib) would break it.
+            if not info._is_text_encoding:
+                raise self.error("field encoding: not a text encoding", number)
+            out[number] = encoding
         return out
 
     def check_fits(self, fd: FieldDef, length: str) -> None:

@@ -24,6 +24,9 @@ __all__ = ["DEFAULT_ECHO", "Message", "response_mti"]
 HIDDEN_FIELDS: frozenset[int] = frozenset({35, 36, 45, 52, 55})
 # Field keys as pyiso8583 spells them, prebuilt so the hot path does no int/str conversions.
 _KEY: tuple[str, ...] = tuple(str(n) for n in range(129))
+# For lookups by a caller's number: a dict, so -1 or 200 finds nothing instead of wrapping to field 128
+# or raising IndexError; "" is never a field key.
+_KEY_OF: dict[int, str] = {n: str(n) for n in range(2, 129) if n != 65}
 _VALID_NUMBERS: frozenset[int] = frozenset(range(2, 129)) - {65}
 DEFAULT_ECHO: Mapping[str, tuple[int, ...]] = {
     klass: tuple(n for n in numbers if n not in HIDDEN_FIELDS) for klass, numbers in iso1987.ECHO.items()
@@ -83,13 +86,13 @@ class Message:
     # -- mapping-like access ---------------------------------------------------------------------
 
     def get(self, number: int) -> str | None:
-        return self._fields.get(_KEY[number])
+        return self._fields.get(_KEY_OF.get(number, ""))
 
     def __getitem__(self, number: int) -> str:
-        return self._fields[_KEY[number]]
+        return self._fields[_KEY_OF[number]]
 
     def __contains__(self, number: object) -> bool:
-        return isinstance(number, int) and 0 <= number <= 128 and _KEY[number] in self._fields
+        return isinstance(number, int) and _KEY_OF.get(number, "") in self._fields
 
     @property
     def numbers(self) -> tuple[int, ...]:

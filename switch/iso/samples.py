@@ -77,6 +77,8 @@ def typical_0200(dialect: str) -> tuple[Message, Header | None]:
             **common,
             33: "48020000",
             35: f"{SAMPLE_PAN}={track2_tail}",
+            # Merchant name and location, 40 bytes of GBK: "UnionPay test merchant" in Chinese, then ASCII.
+            43: "银联测试商户" + "SHANGHAI CN".rjust(28),
             49: "156",
             60: "0000" + "0" + "5" + "0" + "0" + "03",
         }

@@ -16,6 +16,9 @@ _HEX = "0123456789ABCDEF"
 # Keep examples small: a message with every field at its maximum is valid but slow to shrink.
 _TEXT_LEN_CAP = 60
 _FIELDS_PER_MESSAGE_MAX = 20
+# Characters of two bytes each in GBK (and other CJK encodings a dialect may give a text field).
+_CJK = "银联商户测试北京上海深圳消费"
+_NARROW_ENCODINGS = ("ascii", "cp500")
 
 
 def _alphabet(fd: FieldDef) -> str:
@@ -28,8 +31,21 @@ def _alphabet(fd: FieldDef) -> str:
     return _ASCII_PRINTABLE if fd.type == "ans" else _ALNUM + " "
 
 
+@st.composite
+def _wide_text(draw: st.DrawFn, fd: FieldDef) -> str:
+    """Text mixing one- and two-byte characters whose encoded size fits the field (lengths count bytes)."""
+    fixed = fd.length_digits == 0
+    size = fd.max_len if fixed else draw(st.integers(0, min(fd.max_len, _TEXT_LEN_CAP)))
+    wide = draw(st.integers(0, size // 2))
+    parts = draw(st.lists(st.sampled_from(_CJK), min_size=wide, max_size=wide))
+    parts += list(draw(st.text(_ASCII_PRINTABLE, min_size=size - 2 * wide, max_size=size - 2 * wide)))
+    return "".join(draw(st.permutations(parts)))
+
+
 def field_values(fd: FieldDef) -> st.SearchStrategy[str]:
     """Any value the field may carry in its dialect."""
+    if fd.data not in (*_NARROW_ENCODINGS, "bcd", "binary"):
+        return _wide_text(fd)
     if fd.data == "binary":
         if fd.length_digits == 0:
             return st.binary(min_size=fd.max_len, max_size=fd.max_len).map(lambda b: b.hex().upper())

@@ -14,11 +14,13 @@ from switch.iso import DIALECT_NAMES, Codec, IsoError, Message, Packet, load_dia
 from switch.iso.codec import KeepAlive
 from switch.iso.framing import prefix_frame
 from switch.iso.headers import CupsHeader, Header, Tpdu, VisaHeader
-from switch.iso.samples import typical_0200
+from switch.iso.samples import SAMPLE_PAN, typical_0200
 from switch.iso.tlv import Tlv, build_tlv, parse_tlv
 from tests.property.iso.strategies import messages
 
 CODECS = {name: Codec(name) for name in DIALECT_NAMES}
+TRACK2_TAIL = "26122011758928889"  # after the PAN in every typical 0200's track 2
+SAMPLE_PIN_BLOCK = "0123456789ABCDEF"
 FRAME_BYTES_MAX = 8192
 
 digits = string.digits
@@ -141,12 +143,9 @@ def test_random_bytes_raise_only_codec_errors(name: str, data: bytes) -> None:
             _exercise(codec, decode(data))
 
 
-@pytest.mark.parametrize("name", DIALECT_NAMES)
-@given(data=st.data())
-def test_mutated_frames_raise_only_codec_errors(name: str, data: st.DataObject) -> None:
-    """If a valid frame is truncated, extended or has bytes changed, then only IsoError is raised."""
-    codec = CODECS[name]
-    message, header = typical_0200(name)
+def _mutated_frame(codec: Codec, data: st.DataObject) -> bytes:
+    """The dialect's typical 0200 (PAN, track 2, PIN block) truncated, extended or with bytes changed."""
+    message, header = typical_0200(codec.name)
     frame = bytearray(codec.encode_frame(message, header))
     for _ in range(data.draw(st.integers(1, 4))):
         op = data.draw(st.sampled_from(["flip", "cut", "insert", "delete"]))
@@ -159,12 +158,34 @@ def test_mutated_frames_raise_only_codec_errors(name: str, data: st.DataObject) 
             frame[pos:pos] = data.draw(st.binary(min_size=1, max_size=4))
         elif op == "delete" and pos < len(frame):
             del frame[pos]
-    raw = bytes(frame)
+    return bytes(frame)
+
+
+@pytest.mark.parametrize("name", DIALECT_NAMES)
+@given(data=st.data())
+def test_mutated_frames_raise_only_codec_errors(name: str, data: st.DataObject) -> None:
+    """If a valid frame is truncated, extended or has bytes changed, then only IsoError is raised."""
+    codec = CODECS[name]
+    raw = _mutated_frame(codec, data)
     with contextlib.suppress(IsoError):
         _exercise(codec, codec.decode_frame(raw))
     head = codec.dialect.framing.prefix_bytes + codec.dialect.framing.filler_bytes
     with contextlib.suppress(IsoError):
         _exercise(codec, codec.decode_payload(raw[head:]))
+
+
+@pytest.mark.parametrize("name", DIALECT_NAMES)
+@given(data=st.data())
+def test_errors_of_mutated_frames_hold_no_card_data(name: str, data: st.DataObject) -> None:
+    """If a mutated frame with PAN, track 2 and PIN block fails, then the error text holds none of them."""
+    codec = CODECS[name]
+    raw = _mutated_frame(codec, data)
+    try:
+        codec.decode_frame(raw)
+    except IsoError as exc:
+        text = str(exc) + repr(exc) + repr(vars(exc))
+        for secret in (SAMPLE_PAN, SAMPLE_PAN[6:12], TRACK2_TAIL, SAMPLE_PIN_BLOCK):
+            assert secret not in text.upper()
 
 
 tags = st.one_of(

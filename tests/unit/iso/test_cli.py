@@ -150,3 +150,25 @@ def test_encode_rejects_bad_documents(text: str, capsys: pytest.CaptureFixture[s
     """If the JSON document is malformed or names unknown header keys, then encode exits 2."""
     assert _run(["iso", "encode", "--dialect", "terminal", text]) == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_encode_reads_json_from_stdin(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If encode is given '-', then the JSON document is read from stdin."""
+    doc = {"mti": "0800", "fields": {"7": "1123193500", "11": "000001", "70": "001"}}
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(doc)))
+    assert _run(["iso", "encode", "--dialect", "shetab", "-"]) == 0
+    packet = Codec("shetab").decode_frame(bytes.fromhex(capsys.readouterr().out.strip()))
+    assert packet.message.fields == {7: "1123193500", 11: "000001", 70: "001"}
+
+
+def test_decode_hex_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """If --file names a file of hex text (spaced, over several lines), then it is decoded as one frame."""
+    path = tmp_path / "frame.hex"
+    frame_hex = _frame_hex("cups")
+    path.write_text("\n".join(frame_hex[i : i + 32] for i in range(0, len(frame_hex), 32)) + "\n")
+    assert _run(["iso", "decode", "--dialect", "cups", "--file", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "CupsHeader" in out
+    assert SAMPLE_PAN not in out

@@ -128,3 +128,56 @@ def test_subfields_longer_than_field_refused() -> None:
     with pytest.raises(SpecError) as info:
         build_dialect(raw)
     assert info.value.field == 90
+
+
+def test_misspelt_definition_key_refused() -> None:
+    """If a definition has a key the loader does not know (a typo of "mandatory"), then SpecError names it."""
+    raw = _raw("visa")
+    raw["mandatroy"] = raw.pop("mandatory")
+    with pytest.raises(SpecError) as info:
+        build_dialect(raw)
+    assert info.value.dialect == "visa"
+    assert "mandatroy" in str(info.value)
+
+
+def test_unknown_framing_key_refused() -> None:
+    """If the framing names a key the framer does not know, then SpecError is raised at load."""
+    raw = _raw("terminal")
+    raw["framing"] = {**raw["framing"], "prefix_byte": 2}
+    with pytest.raises(SpecError):
+        build_dialect(raw)
+
+
+def test_header_option_of_another_kind_refused() -> None:
+    """If a TPDU header is given a CUPS option, then SpecError is raised instead of ignoring it."""
+    raw = _raw("terminal")
+    raw["header"] = {"kind": "tpdu", "flag_version": 2}
+    with pytest.raises(SpecError):
+        build_dialect(raw)
+
+
+def test_cups_merchant_name_is_gbk() -> None:
+    """If the CUPS dialect is expanded, then field 43 is GBK and the other text fields stay ASCII."""
+    spec = load_dialect("cups").iso_spec
+    assert (spec["43"]["data_enc"], spec["42"]["data_enc"]) == ("gbk", "ascii")
+
+
+@pytest.mark.parametrize(
+    ("number", "encoding"),
+    [(4, "gbk"), (52, "gbk"), (43, "no-such-codec"), (43, "hex"), (43, "binary")],
+)
+def test_bad_field_encoding_refused(number: int, encoding: str) -> None:
+    """If a field encoding targets a non-text field or is no text codec, then SpecError names the field."""
+    raw = _raw("cups")
+    raw["field_encodings"] = {number: encoding}
+    with pytest.raises(SpecError) as info:
+        build_dialect(raw)
+    assert (info.value.dialect, info.value.field) == ("cups", number)
+
+
+def test_secondary_bitmap_rule_checked() -> None:
+    """If secondary_bitmap is neither "always" nor "when_needed", then SpecError is raised."""
+    raw = _raw("cups")
+    raw["secondary_bitmap"] = "sometimes"
+    with pytest.raises(SpecError):
+        build_dialect(raw)

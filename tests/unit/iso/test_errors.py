@@ -104,6 +104,7 @@ def test_bitmap_announcing_undefined_fields_is_a_decode_error() -> None:
         Codec("terminal").decode_message(body)
     assert info.value.field == 129
     assert info.value.mti == "0200"
+    assert info.value.offset == 4  # where the bitmaps start
 
 
 def test_extra_bytes_after_last_field_is_a_decode_error() -> None:

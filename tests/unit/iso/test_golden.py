@@ -2,13 +2,16 @@
 
 The layouts are those in docs/dialects.md and the dialect definitions in specs/ (terminal: the
 pyiso8583 `default` spec; visa: BASE I header as in jPOS BASE1Header, BCD/EBCDIC fields as in jPOS
-Base1Packager; cups: the 46-byte CUPS header; shetab: our documented assumptions). Each test decodes
-the hand-built frame and checks every field, then encodes the fields and expects the same bytes.
+Base1Packager; cups: the 46-byte CUPS header, both bitmaps always, F43 in GBK; shetab: our
+documented assumptions). Each test decodes the hand-built frame and checks every field, then encodes
+the fields and expects the same bytes.
 """
 
 from __future__ import annotations
 
-from switch.iso import Codec, CupsHeader, Message, Packet, Tpdu, VisaHeader
+import specs
+from switch.iso import Codec, CupsHeader, Message, Packet, Tlv, Tpdu, VisaHeader, parse_tlv
+from switch.iso.dialect import build_dialect
 
 PAN = "4761739001010010"  # Visa test card, Luhn-valid
 
@@ -60,6 +63,40 @@ def test_terminal_golden_encodes_to_same_bytes() -> None:
     codec = Codec("terminal")
     packet = _decode(codec, _terminal_frame())
     assert codec.encode_frame(packet.message, packet.header) == _terminal_frame()
+
+
+ICC_HEX = "9F2701809C0100"  # 9F27 (CID) = 80, 9C (transaction type) = 00
+MAC_HEX = "0102030405060708"
+
+
+def _terminal_icc_mac_frame() -> bytes:
+    body = (
+        b"0200"
+        # primary: 1 (secondary present), 3 -> 0xA0; 11 -> 0x20; 55 -> 0x02 (byte 6)
+        + bytes.fromhex("A020000000000200")
+        + bytes.fromhex("0000000000000001")  # secondary: 128
+        + b"000000"  # field 3
+        + b"000001"  # field 11
+        + b"007"
+        + bytes.fromhex(ICC_HEX)  # field 55: ASCII LLL counting bytes, then binary
+        + bytes.fromhex(MAC_HEX)  # field 128: binary 8
+    )
+    payload = bytes.fromhex("6000010000") + body
+    return len(payload).to_bytes(2, "big") + payload
+
+
+def test_terminal_icc_and_mac_golden_decodes() -> None:
+    """If a terminal frame carries F55 (binary LLL) and F128 (binary 8), then both decode as built."""
+    packet = _decode(Codec("terminal"), _terminal_icc_mac_frame())
+    assert packet.message.fields == {3: "000000", 11: "000001", 55: ICC_HEX, 128: MAC_HEX}
+    assert parse_tlv(bytes.fromhex(packet.message[55])) == [Tlv("9F27", b"\x80"), Tlv("9C", b"\x00")]
+
+
+def test_terminal_icc_and_mac_golden_encodes_to_same_bytes() -> None:
+    """If F55 and F128 are encoded in a terminal frame, then the bytes match the vector."""
+    codec = Codec("terminal")
+    packet = _decode(codec, _terminal_icc_mac_frame())
+    assert codec.encode_frame(packet.message, packet.header) == _terminal_icc_mac_frame()
 
 
 def _visa_frame() -> bytes:
@@ -120,8 +157,7 @@ def test_visa_golden_encodes_to_same_bytes() -> None:
     assert codec.encode_frame(packet.message, packet.header) == _visa_frame()
 
 
-def test_visa_reject_golden_decodes() -> None:
-    """If VisaNet prepends a 26-byte reject header, then the reject code, original header and message decode."""
+def _visa_reject_frame() -> bytes:
     original = _visa_frame()[4:]
     reject_header = bytes.fromhex(
         "1A"
@@ -140,11 +176,23 @@ def test_visa_reject_golden_decodes() -> None:
         + "0012"  # header field 14: reject code 0012, BCD
     )
     payload = reject_header + original
-    packet = _decode(Codec("visa"), len(payload).to_bytes(2, "big") + b"\x00\x00" + payload)
+    return len(payload).to_bytes(2, "big") + b"\x00\x00" + payload
+
+
+def test_visa_reject_golden_decodes() -> None:
+    """If VisaNet prepends a 26-byte reject header, then the reject code, original header and message decode."""
+    packet = _decode(Codec("visa"), _visa_reject_frame())
     assert isinstance(packet.header, VisaHeader)
     assert packet.header.reject_code == "0012"
     assert packet.original_header == VisaHeader(destination_id="400000", source_id="123456")
     assert packet.message.mti == "0100"
+
+
+def test_visa_reject_golden_encodes_to_same_bytes() -> None:
+    """If a reject is encoded from its decoded parts, then lengths are recomputed to the vector's bytes."""
+    codec = Codec("visa")
+    packet = _decode(codec, _visa_reject_frame())
+    assert codec.encode_frame(packet.message, packet.header, packet.original_header) == _visa_reject_frame()
 
 
 def _cups_frame() -> bytes:
@@ -219,6 +267,78 @@ def test_cups_golden_encodes_to_same_bytes() -> None:
     codec = Codec("cups")
     packet = _decode(codec, _cups_frame())
     assert codec.encode_frame(packet.message, packet.header) == _cups_frame()
+
+
+# "银联测试商户" (UnionPay test merchant) in GBK, two bytes per character, then ASCII to 40 bytes.
+MERCHANT_GBK = bytes.fromhex("D2F8C1AAB2E2CAD4C9CCBBA7") + b" SHANGHAI CN".ljust(28)
+MERCHANT_TEXT = "银联测试商户" + " SHANGHAI CN".ljust(28)
+
+
+def _cups_primary_only_body() -> bytes:
+    """A CUPS 0200 with no field above 64, as the layout says it goes out: both bitmaps, F43 in GBK."""
+    return (
+        b"0200"
+        # primary: 1 (secondary present),2,3,4 -> 0xF0; 11 -> 0x20; 32 -> 0x01; 33 -> 0x80;
+        # 41 and 43 -> 0xA0; 49 -> 0x80; 60 -> 0x10
+        + bytes.fromhex("F020000180A08010")
+        + bytes(8)  # secondary bitmap, all zero: sent although no field 65-128 is present
+        + b"16"
+        + PAN.encode()
+        + b"000000"
+        + b"000000001000"
+        + b"000001"
+        + b"0800010000"  # field 32, LL
+        + b"0848020000"  # field 33, LL
+        + b"TERM0001"
+        + MERCHANT_GBK  # field 43, 40 bytes
+        + b"156"
+        + b"0100000050003"  # field 60, LLL
+    )
+
+
+def _cups_primary_only_fields() -> dict[int, str]:
+    return {
+        2: PAN,
+        3: "000000",
+        4: "000000001000",
+        11: "000001",
+        32: "00010000",
+        33: "48020000",
+        41: "TERM0001",
+        43: MERCHANT_TEXT,
+        49: "156",
+        60: "0000050003",
+    }
+
+
+def test_cups_always_sends_the_secondary_bitmap() -> None:
+    """If a CUPS message has no field above 64, then it is still encoded with a zero secondary bitmap."""
+    codec = Codec("cups")
+    assert codec.encode_message(Message("0200", _cups_primary_only_fields())) == _cups_primary_only_body()
+
+
+def test_cups_gbk_merchant_name_decodes() -> None:
+    """If F43 carries Chinese in GBK, then the hand-built CUPS body decodes field by field."""
+    msg = Codec("cups").decode_message(_cups_primary_only_body())
+    assert msg.fields == _cups_primary_only_fields()
+
+
+def test_cups_primary_bitmap_only_is_accepted() -> None:
+    """If a CUPS peer sends only the primary bitmap, then the message still decodes to the same fields."""
+    body = bytearray(_cups_primary_only_body())
+    body[4] &= 0x7F  # bit 1 clear: no secondary bitmap
+    del body[12:20]
+    assert Codec("cups").decode_message(bytes(body)).fields == _cups_primary_only_fields()
+
+
+def test_ascii_bitmap_dialect_can_always_send_the_secondary_bitmap() -> None:
+    """If an ASCII-bitmap dialect says "always", then the secondary bitmap goes out as 16 zero characters."""
+    raw = dict(specs.definition("shetab"))
+    raw["secondary_bitmap"] = "always"
+    codec = Codec(build_dialect(raw))
+    body = codec.encode_message(Message("0800", {11: "000001"}))
+    assert body == b"0800" + b"8020000000000000" + b"0" * 16 + b"000001"
+    assert codec.decode_message(body) == Message("0800", {11: "000001"})
 
 
 def _shetab_frame() -> bytes:

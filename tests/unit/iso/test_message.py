@@ -145,3 +145,13 @@ def test_typical_samples_satisfy_their_dialect(name: str) -> None:
     """If the shared typical 0200 of a dialect is validated, then it passes (bench and docs rely on it)."""
     msg, _ = typical_0200(name)
     Codec(name).validate(msg)
+
+
+@pytest.mark.parametrize("number", [-1, 0, 1, 65, 129, 200])
+def test_lookup_of_a_number_that_is_no_field_finds_nothing(number: int) -> None:
+    """If a message is asked for a number that is no data element (e.g. -1), then it finds no field."""
+    msg = Message("0200", {128: "0011223344556677", 2: SAMPLE_PAN})
+    assert msg.get(number) is None
+    assert number not in msg
+    with pytest.raises(KeyError):
+        _ = msg[number]
