@@ -15,6 +15,7 @@ class Result(enum.StrEnum):
     APPROVED = "approved"
     INVALID_MERCHANT = "invalid_merchant"
     PICK_UP = "pick_up"
+    DO_NOT_HONOR = "do_not_honor"  # an issuer's decline without a more specific reason (interbank)
     INVALID_TRANSACTION = "invalid_transaction"
     INVALID_AMOUNT = "invalid_amount"
     INVALID_CARD = "invalid_card"
@@ -49,6 +50,7 @@ TERMINAL_RESPONSE_CODES: dict[Result, str] = {
     Result.APPROVED: "00",
     Result.INVALID_MERCHANT: "03",
     Result.PICK_UP: "04",
+    Result.DO_NOT_HONOR: "05",
     Result.INVALID_TRANSACTION: "12",
     Result.INVALID_AMOUNT: "13",
     Result.INVALID_CARD: "14",
