@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
 
 clean:
-	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache build *.egg-info
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
 
 distclean: clean

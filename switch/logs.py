@@ -10,6 +10,7 @@ Context (connection, trace id) is bound with contextvars, which trio tasks inher
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
@@ -65,7 +66,8 @@ def _mask_value(key: str, value: Any, depth: int = 0) -> Any:
     if depth > 8:
         return "[nested]"
     if isinstance(value, Mapping):
-        return {str(k): _mask_value(str(k), v, depth + 1) for k, v in value.items()}
+        # Keys are scrubbed too: a dict keyed by card number would otherwise print the PAN in clear.
+        return {scrub_text(str(k)): _mask_value(str(k), v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_mask_value(key, v, depth + 1) for v in value]
     if isinstance(value, (int, float)):
@@ -86,7 +88,12 @@ def mask_card_data(
 def _json_line(value: Any, **_kw: Any) -> str:
     # orjson is several times faster than json.dumps on the canonical line; after mask_card_data every
     # value is a plain JSON type, and anything else still renders as (already scrubbed) text.
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        # orjson refuses integers beyond 64 bits and strings holding lone surrogates; a log call must
+        # never raise, so such a line takes the slower standard encoder, which handles both.
+        return json.dumps(value, default=str)
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:

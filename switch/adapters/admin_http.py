@@ -17,16 +17,18 @@ __all__ = ["AdminServer"]
 
 _REQUEST_BYTES_MAX = 8192
 _READ_TIMEOUT_S = 5.0
+_WRITE_TIMEOUT_S = 5.0
 
 log = get_logger("admin")
 
 
-def _response(status: str, content_type: str, body: bytes) -> bytes:
+def _response(status: str, content_type: str, body: bytes, *, head_only: bool = False) -> bytes:
     head = (
         f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     )
-    return head.encode("ascii") + body
+    # HEAD: the headers GET would send (Content-Length included), without the body.
+    return head.encode("ascii") + (b"" if head_only else body)
 
 
 class AdminServer:
@@ -44,14 +46,17 @@ class AdminServer:
         method, target = parts[0], parts[1].split("?", 1)[0]
         if method not in ("GET", "HEAD"):
             return _response("405 Method Not Allowed", "text/plain", b"GET only\n")
+        head_only = method == "HEAD"
         if target == "/metrics":
             body = generate_latest(self.registry)
-            return _response("200 OK", CONTENT_TYPE_LATEST, body if method == "GET" else b"")
+            return _response("200 OK", CONTENT_TYPE_LATEST, body, head_only=head_only)
         if target == "/healthz":
             ok, text = self.health()
             status = "200 OK" if ok else "503 Service Unavailable"
-            return _response(status, "text/plain", (text + "\n").encode())
-        return _response("404 Not Found", "text/plain", b"not found: try /metrics or /healthz\n")
+            return _response(status, "text/plain", (text + "\n").encode(), head_only=head_only)
+        return _response(
+            "404 Not Found", "text/plain", b"not found: try /metrics or /healthz\n", head_only=head_only
+        )
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         try:
@@ -64,7 +69,9 @@ class AdminServer:
                     buf += chunk
             if b"\r\n" not in buf:
                 return
-            await stream.send_all(self.respond(bytes(buf)))
+            # A scraper that stops reading must not hold this task (and its socket) for ever.
+            with trio.move_on_after(_WRITE_TIMEOUT_S):
+                await stream.send_all(self.respond(bytes(buf)))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:

@@ -26,8 +26,10 @@ def _run(args: argparse.Namespace) -> int:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         trio.run(partial(run_switch, config, demo=args.demo))
-    except KeyboardInterrupt:  # a second Ctrl-C during drain: stop now, still cleanly
-        get_logger("switchd").warning("interrupted during shutdown")
+    except KeyboardInterrupt:
+        # Ctrl-C while no signal watcher runs: before it starts (PostgreSQL, migrations) or after the
+        # drain (closing the pool); the unwinding has stopped what had started. In between, it drains.
+        get_logger("switchd").warning("interrupted while starting or stopping")
         return 130
     except HsmSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)

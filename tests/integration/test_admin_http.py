@@ -59,3 +59,15 @@ async def test_unknown_path_and_method():
         assert (await http_get(port, b"garbage\r\n\r\n")).startswith(b"HTTP/1.0 400")
         assert (await http_get(port, b"GET /healthz HTTP/1.0\r\n\r\n")).startswith(b"HTTP/1.0 200")
         nursery.cancel_scope.cancel()
+
+
+async def test_head_sends_headers_without_body():
+    """If /healthz is asked with HEAD, then the status and Content-Length come back and no body."""
+    async with trio.open_nursery() as nursery:
+        port, _ = await start(nursery)
+        reply = await http_get(port, b"HEAD /healthz HTTP/1.0\r\n\r\n")
+        nursery.cancel_scope.cancel()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200")
+    assert b"Content-Length: 3" in head
+    assert body == b""

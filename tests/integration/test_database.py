@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
 import asyncpg
 import pytest
 
 from switch.adapters.postgres.db import Database, DatabaseSettings
+from switch.adapters.postgres.embedded import EmbeddedPostgres
 from switch.adapters.postgres.migrate import (
     Migration,
     MigrationError,
@@ -13,6 +21,7 @@ from switch.adapters.postgres.migrate import (
     load_migrations,
     migration_status,
 )
+from tests.fixtures.pg import make_world_readable_tmpdir
 
 
 async def test_query_round_trip(db):
@@ -110,3 +119,76 @@ def test_shipped_migrations_are_well_formed():
     """If the package's migration files are listed, then versions are unique and ascending from 1."""
     versions = [m.version for m in load_migrations()]
     assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_failed_open_leaves_no_loop_thread(tmp_path):
+    """If the server cannot be reached, then open raises and the bridge's loop thread is gone again."""
+
+    def loop_threads() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "asyncpg-loop")
+
+    before = loop_threads()
+    dsn = f"postgresql://postgres@/postgres?host={tmp_path}&port=5432"  # no server has a socket there
+    db = Database(DatabaseSettings(dsn=dsn, pool_size_min=1, pool_size_max=1, connect_timeout_s=2))
+    with pytest.raises(OSError):
+        await db.open()
+    assert loop_threads() == before
+
+
+# -- the embedded server: who stops it ------------------------------------------------------------------
+
+_OWNER_SCRIPT = """
+import sys
+from switch.adapters.postgres.embedded import EmbeddedPostgres
+server = EmbeddedPostgres(sys.argv[1], durable=False)
+server.start()
+print("started", flush=True)
+sys.stdin.readline()
+server.stop()
+"""
+
+
+def start_owner(data_dir: Path) -> subprocess.Popen[str]:
+    """Another process (as a first switchd would be) that starts the server and stops it on a newline."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _OWNER_SCRIPT, str(data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+    return proc
+
+
+@pytest.fixture
+def pg_dir() -> Iterator[Path]:
+    root = make_world_readable_tmpdir("cardswitch-test-owner-")
+    yield root / "pgdata"
+    EmbeddedPostgres(root / "pgdata").stop()  # only acts if a test left the server to nobody
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_server_of_a_live_owner_is_not_stopped_by_another_process(pg_dir):
+    """If another live process started the embedded server, then our stop leaves it running for that one."""
+    owner = start_owner(pg_dir)
+    try:
+        second = EmbeddedPostgres(pg_dir, durable=False)
+        assert second.start() is False
+        assert second.stop() is False
+        assert second.running
+    finally:
+        owner.communicate("\n", timeout=30)
+    assert not EmbeddedPostgres(pg_dir).running
+
+
+def test_server_left_by_a_killed_owner_is_adopted_and_stopped(pg_dir):
+    """If the process that started the server was killed, then the next user adopts it and stops it on exit."""
+    owner = start_owner(pg_dir)
+    owner.kill()
+    owner.communicate(timeout=30)
+    adopter = EmbeddedPostgres(pg_dir, durable=False)
+    assert adopter.running
+    assert adopter.start() is False
+    assert adopter.stop() is True
+    assert not adopter.running

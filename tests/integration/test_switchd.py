@@ -21,12 +21,15 @@ from typing import Any
 import asyncpg
 import pytest
 import trio
+import trio.testing
 
+from switch.adapters.terminal_server import TerminalServer
 from switch.app import ReadyInfo, run_switch
-from switch.config import load_config
+from switch.config import TerminalListenerConfig, load_config
 from switch.iso.codec import Codec, Packet
 from switch.iso.headers import Tpdu
 from switch.iso.message import Message
+from switch.metrics import Metrics
 from tests.fixtures.pg import make_world_readable_tmpdir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -284,9 +287,17 @@ def test_missing_lmk_fails_fast_with_advice(tmp_path):
     assert not (tmp_path / "var").exists()  # nothing was started
 
 
-def test_invalid_config_fails_fast_naming_the_key(tmp_path):
-    """If the config has a wrong type, then switchd exits non-zero with the key in its message."""
-    (tmp_path / "bad.toml").write_text('[terminal]\nport = "x"\n')
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[terminal]\nport = "x"\n', "terminal.port"),
+        ("[terminal]\nread_timout_s = 5\n", "terminal.read_timout_s"),
+    ],
+    ids=["wrong type", "unknown key"],
+)
+def test_invalid_config_fails_fast_naming_the_key(tmp_path, text, key):
+    """If the config has a wrong type or an unknown key, then switchd exits 2 with the key in its message."""
+    (tmp_path / "bad.toml").write_text(text)
     proc = subprocess.run(
         [sys.executable, "-m", "switch.cli.switchd", "run", "--config", str(tmp_path / "bad.toml")],
         env={k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")},
@@ -296,7 +307,7 @@ def test_invalid_config_fails_fast_naming_the_key(tmp_path):
         timeout=30,
     )
     assert proc.returncode == 2
-    assert "terminal.port" in proc.stderr
+    assert key in proc.stderr
 
 
 @pytest.mark.slow
@@ -352,6 +363,39 @@ def test_make_run_on_embedded_postgres_start_ctrl_c_and_reuse():
         )
 
 
+@pytest.mark.slow
+def test_make_run_with_database_url_uses_that_server(database_url, tmp_path):
+    """If `SWITCH_DATABASE_URL=... make run` is started, then switchd runs on that server, starts no embedded one, and Ctrl-C stops it cleanly."""
+    var = tmp_path / "var"
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "run"],
+        cwd=REPO,
+        env=base_env(SWITCH_DATABASE_URL=database_url, SWITCH_SWITCH_VAR_DIR=str(var)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output = ProcessOutput(proc)
+    try:
+        ready = output.ready(15)
+        assert ready["database"] == "external"
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches make and switchd, like on a terminal
+        proc.wait(timeout=5)  # make's own status is the interrupt's whatever switchd did (GNU make)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        output.finish(10)
+    events = output.events()
+    assert "switchd stopped" in events and "switchd failed" not in events
+    assert "starting embedded postgresql" not in events
+    assert not (var / "pgdata").exists()
+    # The demo bank `make run` seeds and the node row are in the given database.
+    rows = trio.run(_query, database_url, "SELECT node_name, stopped_at FROM switch_nodes")
+    assert len(rows) == 1 and rows[0]["stopped_at"] is not None
+    assert trio.run(_query, database_url, "SELECT count(*) AS n FROM cards")[0]["n"] > 0
+
+
 async def test_thousands_of_connections_are_served_at_once(switch):
     """If 2,000 terminals are connected at the same time, then every one of them gets its echo answered."""
     # Both ends live in this process: two descriptors a connection. Fewer where the limit is low.
@@ -376,3 +420,86 @@ async def test_thousands_of_connections_are_served_at_once(switch):
         for stream in streams:
             await stream.aclose()
     assert answered == count
+
+
+# -- drain: what happens to work in flight --------------------------------------------------------------
+
+
+async def read_packet(stream: trio.SocketStream) -> Packet | None:
+    """The next answer on `stream`, or None if the switch closes the connection first."""
+    framer = CODEC.framer(frame_bytes_max=8192)
+    while (payload := framer.next_frame()) is None:
+        data = await stream.receive_some(65536)
+        if not data:
+            return None
+        framer.receive_data(data)
+    decoded = CODEC.decode_payload(payload)
+    assert isinstance(decoded, Packet)
+    return decoded
+
+
+class GatedHandler:
+    """Stands in for a slow authorization: holds every request until `release` is set."""
+
+    def __init__(self) -> None:
+        self.entered = trio.Event()
+        self.release = trio.Event()
+
+    async def __call__(self, request: Message) -> Message:
+        self.entered.set()
+        await self.release.wait()
+        return CODEC.response(request, response_code="00")
+
+
+async def start_listener(nursery: trio.Nursery, handler: GatedHandler) -> tuple[TerminalServer, Metrics, int]:
+    metrics = Metrics.create(version="test", node_name="n1")
+    server = TerminalServer(
+        TerminalListenerConfig(port=0), metrics, name="terminal", codec=CODEC, handler=handler
+    )
+    listeners = await nursery.start(server.serve)
+    return server, metrics, listeners[0].socket.getsockname()[1]
+
+
+async def test_drain_answers_the_request_in_flight_then_closes():
+    """If the drain starts while a request is being processed, then it is still answered before the connection closes."""
+    handler = GatedHandler()
+    async with trio.open_nursery() as nursery:
+        server, metrics, port = await start_listener(nursery, handler)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(CODEC.encode_frame(echo_request("000042"), TPDU))
+            await handler.entered.wait()
+            drained = trio.Event()
+
+            async def drain() -> None:
+                await server.drain(10)
+                drained.set()
+
+            nursery.start_soon(drain)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not drained.is_set()  # waiting for the request, not cutting it
+            assert metrics.registry.get_sample_value("switch_listener_up", {"listener": "terminal"}) == 0
+            handler.release.set()
+            with trio.fail_after(5):
+                reply = await read_packet(stream)
+                assert reply is not None and reply.message.get(11) == "000042"
+                assert await read_packet(stream) is None  # then the switch closes the connection
+                await drained.wait()
+        nursery.cancel_scope.cancel()
+
+
+async def test_drain_cuts_work_that_outlasts_the_deadline():
+    """If a request is still running at the drain deadline, then its connection is closed unanswered."""
+    handler = GatedHandler()
+    async with trio.open_nursery() as nursery:
+        server, _metrics, port = await start_listener(nursery, handler)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(CODEC.encode_frame(echo_request(), TPDU))
+            await handler.entered.wait()
+            started = trio.current_time()
+            with trio.fail_after(5):
+                await server.drain(0.2)
+                assert trio.current_time() - started >= 0.2
+                assert await read_packet(stream) is None
+        nursery.cancel_scope.cancel()

@@ -113,3 +113,25 @@ def test_level_filter(out):
     configure_logging("info", "json", out)
     get_logger().debug("quiet")
     assert out.getvalue() == ""
+
+
+def test_pan_as_a_mapping_key_is_masked(out):
+    """If a logged mapping is keyed by card number, then the key is masked like any other string."""
+    get_logger().info("balances", by_card={PAN: 100})
+    (line,) = lines(out)
+    assert line["by_card"] == {"476173******0010": 100}
+    assert PAN not in out.getvalue()
+
+
+def test_integer_beyond_64_bits_is_still_logged(out):
+    """If a value is an integer too large for 64 bits, then the line is written instead of the call raising."""
+    get_logger().info("big", trace=2**70)
+    (line,) = lines(out)
+    assert line["trace"] == 2**70
+
+
+def test_string_with_lone_surrogate_is_still_logged_and_masked(out):
+    """If a string holds a lone surrogate (undecodable bytes), then the line is written with the PAN masked."""
+    get_logger().info("odd", name=f"\udcff card {PAN}")
+    (line,) = lines(out)
+    assert line["name"] == "\udcff card 476173******0010"

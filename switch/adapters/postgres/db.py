@@ -66,7 +66,13 @@ class Database:
                 server_settings=server_settings,
             )
 
-        self._pool = await self.bridge.call(create)
+        try:
+            self._pool = await self.bridge.call(create)
+        except BaseException:
+            # Callers only close what opened; a failed open must not leave the loop thread behind.
+            if self._own_bridge:
+                self.bridge.stop()
+            raise
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

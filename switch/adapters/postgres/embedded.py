@@ -42,6 +42,21 @@ def pg_bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+def _live_pid_in(path: Path) -> int | None:
+    """The pid on the first line of `path` if that process is alive, else None."""
+    try:
+        pid = int(path.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, under another user (the server's own, when we are root)
+        return pid
+    return pid
+
+
 def _running_as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -102,6 +117,12 @@ class EmbeddedPostgres:
     def log_file(self) -> Path:
         return self.data_dir.parent / "postgres.log"
 
+    @property
+    def owner_file(self) -> Path:
+        # The pid of the process responsible for stopping the server: the one that started it, or the one
+        # that adopted it after its starter died. Outside the cluster directory, so it is ours even as root.
+        return self.data_dir.parent / "postgres.owner"
+
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={_PORT}"
 
@@ -142,18 +163,14 @@ class EmbeddedPostgres:
         return (self.data_dir / "PG_VERSION").exists()
 
     def _postmaster_pid(self) -> int | None:
-        try:
-            first = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
-            pid = int(first)
-        except (OSError, ValueError, IndexError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
+        return _live_pid_in(self.data_dir / "postmaster.pid")
+
+    def _owned_by_another_live_process(self) -> bool:
+        owner = _live_pid_in(self.owner_file)
+        return owner is not None and owner != os.getpid()
+
+    def _take_ownership(self) -> None:
+        self.owner_file.write_text(f"{os.getpid()}\n")
 
     @property
     def running(self) -> bool:
@@ -178,6 +195,9 @@ class EmbeddedPostgres:
                 initdb.append("--no-sync")
             self._run(initdb, timeout_s=120)
         if self.running:
+            if not self._owned_by_another_live_process():
+                # Left behind by a process that is gone (switchd after SIGKILL): whoever uses it now stops it.
+                self._take_ownership()
             return False
         options = [
             "-c listen_addresses=''",
@@ -204,14 +224,22 @@ class EmbeddedPostgres:
             ],
             timeout_s=self.start_timeout_s + 5,
         )
+        self._take_ownership()
         self._started_here = True
         return True
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Fast shutdown (roll back open transactions, checkpoint, exit); kill if it does not stop."""
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Fast shutdown (roll back open transactions, checkpoint, exit); kill if it does not stop.
+
+        Only the owner stops the server: a second switchd that fails on a taken port, or a switchctl
+        next to a running switchd, must not pull the database from under the one serving. Returns
+        whether this call stopped it.
+        """
         pid = self._postmaster_pid()
         if pid is None:
-            return
+            return False
+        if self._owned_by_another_live_process():
+            return False
         try:
             self._run(
                 [str(pg_bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
@@ -223,6 +251,9 @@ class EmbeddedPostgres:
             deadline = time.monotonic() + 5
             while self._postmaster_pid() is not None and time.monotonic() < deadline:
                 time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            self.owner_file.unlink()
+        return True
 
     def destroy(self) -> None:
         """Stop and delete the cluster (tests)."""
