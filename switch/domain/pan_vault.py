@@ -12,7 +12,6 @@ repr here contains a PAN or a key.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 
@@ -52,7 +51,8 @@ class PanVault:
 
     def lookup_hash(self, pan: Pan) -> bytes:
         """HMAC-SHA256 of the PAN digits (32 bytes): stable for a given hash key, useless without it."""
-        return hmac.new(self._hash_key, _HASH_DOMAIN + pan.digits.encode("ascii"), hashlib.sha256).digest()
+        # hmac.digest is the one-shot C path: several times faster than hmac.new(...).digest().
+        return hmac.digest(self._hash_key, _HASH_DOMAIN + pan.digits.encode("ascii"), "sha256")
 
     def encrypt(self, pan: Pan) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
