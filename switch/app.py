@@ -183,26 +183,50 @@ async def run_switch(
 ) -> None:
     """Run switchd until SIGINT/SIGTERM (or `stop_event`), then drain and return."""
     hsm = open_hsm(config.hsm, allow_test_lmk=demo)  # before anything starts: a missing LMK fails fast
-    embedded: EmbeddedPostgres | None = None
-    dsn = config.database.url
-    if not dsn:
-        embedded = EmbeddedPostgres(
-            config.var_path.resolve() / "pgdata", start_timeout_s=config.database.embedded_start_timeout_s
-        )
-        log.info("starting embedded postgresql", data_dir=str(embedded.data_dir))
-        started = await trio.to_thread.run_sync(embedded.start)
-        if not started:
-            log.warning("embedded postgresql was already running; using it", data_dir=str(embedded.data_dir))
-        dsn = embedded.dsn()
-    try:
-        await _serve(config, dsn, embedded, hsm, demo, stop_event, install_signal_handlers, task_status)
-    finally:
-        with trio.CancelScope(shield=True):
-            await hsm[0].client.aclose()  # a TCP pool's connections; nothing to do in-process
-        if embedded is not None:
+    stop = stop_event if stop_event is not None else trio.Event()
+    serving = trio.Event()  # set with the ready line: from then on a stop is a drain
+    starting = trio.CancelScope()
+
+    async def abort_start_on_stop() -> None:
+        await stop.wait()
+        if not serving.is_set():
+            log.info("stop requested while starting; stopping without serving")
+            starting.cancel()
+
+    async with trio.open_nursery() as guard:
+        if install_signal_handlers:
+            # Watched from the first moment, so a Ctrl-C while the database starts or migrates is a
+            # clean stop (exit 0, embedded server stopped), not a KeyboardInterrupt.
+            await guard.start(_watch_signals, stop)
+        guard.start_soon(abort_start_on_stop)
+        embedded: EmbeddedPostgres | None = None
+        try:
+            with starting:
+                dsn = config.database.url
+                if not dsn:
+                    embedded = EmbeddedPostgres(
+                        config.var_path.resolve() / "pgdata",
+                        start_timeout_s=config.database.embedded_start_timeout_s,
+                    )
+                    log.info("starting embedded postgresql", data_dir=str(embedded.data_dir))
+                    started = await trio.to_thread.run_sync(embedded.start)
+                    if not started:
+                        log.warning(
+                            "embedded postgresql was already running; using it",
+                            data_dir=str(embedded.data_dir),
+                        )
+                    dsn = embedded.dsn()
+                await _serve(config, dsn, embedded, hsm, demo, stop, serving, task_status)
+        finally:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(embedded.stop)
-                log.info("embedded postgresql stopped")
+                await hsm[0].client.aclose()  # a TCP pool's connections; nothing to do in-process
+            if embedded is not None:
+                with trio.CancelScope(shield=True):
+                    if await trio.to_thread.run_sync(embedded.stop):
+                        log.info("embedded postgresql stopped")
+                    else:
+                        log.info("embedded postgresql left running: another process started it")
+            guard.cancel_scope.cancel()
 
 
 async def _serve(
@@ -211,8 +235,8 @@ async def _serve(
     embedded: EmbeddedPostgres | None,
     hsm: tuple[ClientHsm, str],
     demo: bool,
-    stop_event: trio.Event | None,
-    install_signal_handlers: bool,
+    stop: trio.Event,
+    serving: trio.Event,
     task_status: trio.TaskStatus[ReadyInfo],
 ) -> None:
     metrics = Metrics.create(version=switch_version(), node_name=config.switch.node_name)
@@ -233,13 +257,8 @@ async def _serve(
             log.info("migrations applied", versions=[f"{m.version:04d}_{m.name}" for m in applied])
         await _record_node(db, config, stopping=False)
         running = RunningSwitch(config=config, database=db, metrics=metrics)
-        stop = stop_event if stop_event is not None else trio.Event()
 
         async with trio.open_nursery() as services:
-            if install_signal_handlers:
-                # First of all, so a signal that comes while we start up (or right after the ready line)
-                # is a clean stop, not a KeyboardInterrupt.
-                await services.start(_watch_signals, stop)
             admin_address = None
             if config.metrics.enabled:
 
@@ -286,6 +305,7 @@ async def _serve(
                     f".venv/bin/pos-sim --host {host} --port {port} purchase --amount 12.34 --pin 1234",
                     event_kind="hint",
                 )
+            serving.set()
             task_status.started(info)
 
             await stop.wait()

@@ -87,7 +87,11 @@ class TerminalServer:
                         for listener in listeners:
                             acceptors.start_soon(self._accept_loop, listener)
                 self.metrics.listener_up.labels(self.name).set(0)
-                # Accepting stopped (drain); the connections nursery waits for the open ones.
+                # Accepting stopped (drain): close the listening sockets now, so a terminal that dials in
+                # during the drain is refused at once (and tries another switch) instead of waiting in
+                # the accept queue; the connections nursery waits for the open ones.
+                for listener in listeners:
+                    await trio.aclose_forcefully(listener)
         finally:
             self.metrics.listener_up.labels(self.name).set(0)
             for listener in listeners:

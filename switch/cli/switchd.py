@@ -27,8 +27,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         trio.run(partial(run_switch, config, demo=args.demo))
     except KeyboardInterrupt:
-        # Ctrl-C while no signal watcher runs: before it starts (PostgreSQL, migrations) or after the
-        # drain (closing the pool); the unwinding has stopped what had started. In between, it drains.
+        # Ctrl-C while no signal watcher runs: only in the last moment of the exit, after run_switch's
+        # watcher ended (it is the first thing run_switch starts and the last it stops).
         get_logger("switchd").warning("interrupted while starting or stopping")
         return 130
     except HsmSetupError as exc:

@@ -461,7 +461,7 @@ async def start_listener(nursery: trio.Nursery, handler: GatedHandler) -> tuple[
 
 
 async def test_drain_answers_the_request_in_flight_then_closes():
-    """If the drain starts while a request is being processed, then it is still answered before the connection closes."""
+    """If the drain starts while a request is being processed, then new connections are refused and it is still answered."""
     handler = GatedHandler()
     async with trio.open_nursery() as nursery:
         server, metrics, port = await start_listener(nursery, handler)
@@ -479,6 +479,8 @@ async def test_drain_answers_the_request_in_flight_then_closes():
             await trio.testing.wait_all_tasks_blocked()
             assert not drained.is_set()  # waiting for the request, not cutting it
             assert metrics.registry.get_sample_value("switch_listener_up", {"listener": "terminal"}) == 0
+            with pytest.raises(OSError):  # a terminal dialling in now is refused, not left waiting
+                await trio.open_tcp_stream("127.0.0.1", port)
             handler.release.set()
             with trio.fail_after(5):
                 reply = await read_packet(stream)
@@ -503,3 +505,42 @@ async def test_drain_cuts_work_that_outlasts_the_deadline():
                 assert trio.current_time() - started >= 0.2
                 assert await read_packet(stream) is None
         nursery.cancel_scope.cancel()
+
+
+def test_sigterm_while_postgresql_starts_stops_cleanly():
+    """If SIGTERM comes while the embedded PostgreSQL starts, then switchd stops it again and exits 0 without serving."""
+    var = make_world_readable_tmpdir("cardswitch-test-var-")
+    env = base_env(SWITCH_SWITCH_VAR_DIR=str(var), SWITCH_TERMINAL_PORT="0", SWITCH_METRICS_PORT="0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switch.cli.switchd", "run", "--demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    output = ProcessOutput(proc)
+    try:
+        deadline = time.monotonic() + 15
+        # A fresh data directory: initdb alone takes longer than the signal needs to arrive.
+        while "starting embedded postgresql" not in output.events():
+            assert time.monotonic() < deadline and proc.poll() is None, output.lines[-5:]
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        stop_process(proc, output)
+        events = output.events()
+        left_running = postgres_running_for(var / "pgdata")
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import shutil,sys; shutil.rmtree(sys.argv[1], ignore_errors=True)",
+                str(var),
+            ],
+            check=False,
+        )
+    assert "stop requested while starting; stopping without serving" in events
+    assert "embedded postgresql stopped" in events and not left_running
+    assert not any("switchd ready" in event for event in events)
