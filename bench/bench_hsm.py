@@ -28,6 +28,7 @@ _TPK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 _ZPK = bytes.fromhex("A7F1DA4A3B5D7C0D2F6E4F3E5D2C1AA2")
 _PVK = bytes.fromhex("4CA2161637D0133E5B1A4A2F40D30D8F")
 _ACCOUNT = "000123456789"
+_CA_TARGET_PER_S = 20_000
 _PIN = "1234"
 
 _SERVER_SCRIPT = """
@@ -143,13 +144,17 @@ def run(args: list[str]) -> None:
     connections = int(_option(args, "connections", 8))
     requests = _requests()
     processor = HostCommandProcessor(KeyVault(VariantLmk.test_lmk()))
+    in_process: dict[str, float] = {}
     for name, (command, fields) in requests.items():
         rate = _direct(processor, command, fields, seconds)
         print(f"in-process direct  {name}: {rate:10,.0f} commands/s (one core)")
     client = HsmClient(InProcessTransport(processor))
     for name, (command, fields) in requests.items():
-        rate = trio.run(_through_client, client, command, fields, seconds, 1)
-        print(f"in-process client  {name}: {rate:10,.0f} commands/s (HsmClient, trio)")
+        in_process[name] = trio.run(_through_client, client, command, fields, seconds, 1)
+        print(f"in-process client  {name}: {in_process[name]:10,.0f} commands/s (HsmClient, trio)")
+    # The issue's target, judged on the switch's own path (client included), not the bare processor.
+    verdict = "met" if in_process["CA"] >= _CA_TARGET_PER_S else "NOT met"
+    print(f"target {_CA_TARGET_PER_S:,} in-process CA/s through HsmClient: {verdict}")
     tcp_rates = _tcp_with_server(requests, seconds, connections)
     for name, rate in tcp_rates.items():
         print(

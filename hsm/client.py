@@ -183,7 +183,9 @@ class HsmClient:
 
     async def call(self, command: str, fields: str) -> tuple[str, str]:
         """Send one command; returns (error code, response fields). Raises HsmTransportError on I/O failure."""
-        header = str(next(self._counter) % 10**self._header_length).zfill(self._header_length)
+        width = self._header_length
+        # With no header configured the header must be empty: "0" would be a 1-character header.
+        header = f"{next(self._counter) % 10**width:0{width}d}" if width else ""
         response = (await self._transport.exchange((header + command + fields).encode("latin-1"))).decode(
             "latin-1"
         )
@@ -304,9 +306,72 @@ class HsmClient:
         """JC: a terminal's PIN block (under its TPK) as a PIN under the LMK, for PVV/offset generation."""
         return await self._ok("JC", f"{tpk}{pin_block}{pin_block_format}{account}")
 
+    async def translate_pin_zpk_to_lmk(
+        self, *, zpk: str, pin_block: str, account: str, pin_block_format: str = "01"
+    ) -> str:
+        """JE: a PIN block under a ZPK as a PIN under the LMK, for PVV/offset generation."""
+        return await self._ok("JE", f"{zpk}{pin_block}{pin_block_format}{account}")
+
     async def generate_pvv(self, *, pvk: str, pin_under_lmk: str, account: str, pvki: int) -> str:
         """DG: the Visa PVV of a PIN under the LMK."""
         return await self._ok("DG", f"{pvk}{pin_under_lmk}{account}{pvki}")
+
+    async def generate_ibm_offset(
+        self,
+        *,
+        pvk: str,
+        pin_under_lmk: str,
+        account: str,
+        decimalization_table: str,
+        validation_data: str,
+        check_length: int,
+    ) -> str:
+        """DE: the IBM 3624 offset of a PIN under the LMK, without the F padding."""
+        data = await self._ok(
+            "DE", f"{pvk}{pin_under_lmk}{check_length:02d}{account}{decimalization_table}{validation_data}"
+        )
+        return data.rstrip("F")
+
+    async def verify_pin_pvv_dukpt(
+        self,
+        *,
+        bdk: str,
+        pvk: str,
+        ksn: str,
+        pin_block: str,
+        account: str,
+        pvki: int,
+        pvv: str,
+        pin_block_format: str = "01",
+        ksn_descriptor: str = "A05",
+    ) -> bool:
+        """GQ: Visa PVV verification of a PIN block under the DUKPT PIN key of `ksn` (mode 0)."""
+        return await self._verified(
+            "GQ",
+            f"0{bdk}{pvk}{ksn_descriptor}{ksn}{pin_block}{pin_block_format}{account}{pvki}{pvv}",
+        )
+
+    async def verify_pin_ibm_dukpt(
+        self,
+        *,
+        bdk: str,
+        pvk: str,
+        ksn: str,
+        pin_block: str,
+        account: str,
+        offset: str,
+        decimalization_table: str,
+        validation_data: str,
+        check_length: int,
+        pin_block_format: str = "01",
+        ksn_descriptor: str = "A05",
+    ) -> bool:
+        """GO: IBM 3624 offset verification of a PIN block under the DUKPT PIN key of `ksn` (mode 0)."""
+        fields = (
+            f"0{bdk}{pvk}{ksn_descriptor}{ksn}{pin_block}{pin_block_format}{check_length:02d}{account}"
+            f"{decimalization_table}{validation_data}{offset.ljust(12, 'F')}"
+        )
+        return await self._verified("GO", fields)
 
     async def verify_pin_pvv(
         self,

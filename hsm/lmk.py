@@ -180,4 +180,9 @@ def load_lmk_file(path: Path, passphrase: str) -> VariantLmk:
     if len(clear) != LMK_PAIR_COUNT * LMK_PAIR_BYTES:
         raise LmkFileError("LMK file holds the wrong amount of key material")
     pairs = tuple(clear[i : i + LMK_PAIR_BYTES] for i in range(0, len(clear), LMK_PAIR_BYTES))
-    return VariantLmk(pairs)
+    lmk = VariantLmk(pairs)
+    # The recorded check value sits outside the AES-GCM authentication; an operator trusts it to tell
+    # which LMK a file holds, so a file whose value was edited is refused rather than believed.
+    if document.get("check_value") != lmk.check_value():
+        raise LmkFileError("LMK file check value does not match the LMK it holds")
+    return lmk

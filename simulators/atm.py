@@ -1,7 +1,8 @@
 """`atm-sim`: an ATM from the command line (withdrawal, balance, transfer, PIN change, reversal...).
 
-Defaults are the first demo ATM and the ATM operator's merchant id; a transfer goes from savings (10)
-to checking (20) unless told otherwise. Everything else is `simulators.cli`.
+Defaults are the first demo ATM (the demo DUKPT ATM with `--dukpt`) and the ATM operator's merchant id;
+a transfer goes from savings (10) to checking (20) unless told otherwise. Everything else is
+`simulators.cli`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ PROFILE = Profile(
     default_transaction=TxnType.WITHDRAWAL,
     default_from_account="10",
     default_to_account="20",
+    dukpt_terminal_id=next(t for t, (kind, _) in demo.DUKPT_TERMINALS.items() if kind == "atm"),
 )
 
 

@@ -4,15 +4,21 @@
 session is the same: connect, sign on, exchange keys (decline tolerated: then no PIN and no MAC),
 run the steps, print each result. Exit status: 0 every step got its expected code (00 unless the
 script says `expect=`), 1 some did not, 2 bad usage or input, 3 no connection or no answer.
+
+With `--dukpt` the terminal is a DUKPT PIN pad: each PIN is encrypted under the key of the next KSN and
+field 53 names it; the counter is kept in a small state file so a later run never reuses a KSN.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 import trio
@@ -24,6 +30,7 @@ from simulators.messages import (
     PIN_REQUIRED,
     Card,
     ConnectionFailed,
+    DukptPinPad,
     Original,
     SimulatorError,
     TerminalIdentity,
@@ -32,6 +39,7 @@ from simulators.messages import (
     demo_card,
     parse_amount,
     parse_key,
+    parse_ksn,
     processing_code,
 )
 from simulators.script import PREVIOUS, Step, load_script
@@ -64,6 +72,8 @@ class Profile:
     default_transaction: TxnType
     default_from_account: str = "00"
     default_to_account: str = "00"
+    # The demo terminal with a DUKPT PIN pad, the default with --dukpt.
+    dukpt_terminal_id: str = ""
 
 
 def build_parser(profile: Profile) -> argparse.ArgumentParser:
@@ -77,9 +87,35 @@ def build_parser(profile: Profile) -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="switch address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"terminal port (default {DEFAULT_PORT})")
-    p.add_argument("--terminal", default=profile.terminal_id, help="terminal id, field 41 (8 characters)")
+    p.add_argument(
+        "--terminal",
+        default=None,
+        help=f"terminal id, field 41 (8 characters; default {profile.terminal_id}, "
+        f"or {profile.dukpt_terminal_id or 'none'} with --dukpt)",
+    )
     p.add_argument("--merchant", default=profile.merchant_id, help="merchant id, field 42 (15 characters)")
     p.add_argument("--tmk", default=None, help="terminal master key, 32 hex digits (default: the demo TMK)")
+    p.add_argument(
+        "--dukpt",
+        action="store_true",
+        help="be a DUKPT PIN pad: PINs under the key of each transaction's KSN, sent in field 53",
+    )
+    p.add_argument(
+        "--ksn",
+        default=None,
+        help="DUKPT: the PIN pad's initial KSN, 20 hex digits (default: the demo terminal's)",
+    )
+    p.add_argument(
+        "--bdk",
+        default=None,
+        help="DUKPT: the BDK the PIN pad's initial key is derived from, 32 hex (default: the public test BDK)",
+    )
+    p.add_argument(
+        "--dukpt-state",
+        default=None,
+        help="DUKPT: file keeping the PIN pad's transaction counter between runs "
+        "(default var/simulators/dukpt-TERMINAL.json)",
+    )
     p.add_argument(
         "--card", default=None, help="PAN or a special demo card name (default: first demo debit card)"
     )
@@ -258,10 +294,54 @@ def _emit(session: _Session, result: Result, step: str | None = None) -> None:
     print(text, file=session.out, flush=True)
 
 
+def _pin_pad(args: argparse.Namespace) -> tuple[DukptPinPad, Callable[[DukptPinPad], None]]:
+    """The session's DUKPT PIN pad, its counter taken up where the last run left it, and how to save it."""
+    if args.ksn is not None:
+        initial = parse_ksn(args.ksn, "--ksn")
+    elif args.terminal in demo.DUKPT_TERMINALS:
+        initial = bytes.fromhex(demo.dukpt_initial_ksn(demo.DUKPT_TERMINALS[args.terminal][1]))
+    else:
+        raise SimulatorError(f"--dukpt needs --ksn: {args.terminal} is not a demo DUKPT terminal")
+    bdk = parse_key(args.bdk or demo.DEMO_BDK_HEX, "--bdk")
+    path = Path(args.dukpt_state or f"var/simulators/dukpt-{args.terminal}.json")
+    pad = DukptPinPad(bdk=bdk, initial_ksn=initial, counter=_load_counter(path, initial))
+    return pad, lambda used: _save_counter(path, used)
+
+
+def _load_counter(path: Path, initial: bytes) -> int:
+    """The last counter this PIN pad used (0 for a new one, or when the file is for another initial KSN)."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError) as exc:
+        raise SimulatorError(f"cannot read the DUKPT state {path}: {exc.__class__.__name__}") from None
+    if not isinstance(state, dict) or state.get("initial_ksn") != initial.hex().upper():
+        return 0
+    counter = state.get("counter")
+    if not isinstance(counter, int) or counter < 0:
+        raise SimulatorError(f"the DUKPT state {path} holds no valid counter")
+    return counter
+
+
+def _save_counter(path: Path, pad: DukptPinPad) -> None:
+    # Written whole and then renamed, so an interrupted run never leaves a half-written counter. The file
+    # holds the KSN and counter only (both travel in clear in every request), never a key.
+    state = {"initial_ksn": pad.initial_ksn.hex().upper(), "counter": pad.counter}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(path.name + ".tmp")
+        scratch.write_text(json.dumps(state) + "\n", encoding="utf-8")
+        os.replace(scratch, path)
+    except OSError as exc:
+        raise SimulatorError(f"cannot save the DUKPT state {path}: {exc.strerror or exc}") from None
+
+
 async def _run_session(session: _Session, steps: list[Step]) -> int:
     args = session.args
     identity = TerminalIdentity(terminal_id=args.terminal, merchant_id=args.merchant, currency=args.currency)
     tmk = parse_key(args.tmk or demo.DEMO_TMK_HEX, "--tmk")
+    pin_pad, save_pin_pad = _pin_pad(args) if args.dukpt else (None, None)
     status = EXIT_OK
     async with open_terminal(
         args.host,
@@ -272,6 +352,8 @@ async def _run_session(session: _Session, steps: list[Step]) -> int:
         mac=args.mac,
         entry_mode=ENTRY_MODES[args.entry_mode],
         stan_start=args.stan,
+        pin_pad=pin_pad,
+        on_pin_pad_used=save_pin_pad,
     ) as terminal:
         sign_on = await terminal.sign_on()
         _emit(session, sign_on)
@@ -281,9 +363,10 @@ async def _run_session(session: _Session, steps: list[Step]) -> int:
             exchange = await terminal.key_exchange()
             _emit(session, exchange)
             if not exchange.approved:
+                lost = "MAC is" if pin_pad is not None else "PIN and MAC are"
                 print(
                     f"{args.prog}: key exchange not approved ({exchange.response_code or 'no answer'}): "
-                    "PIN and MAC are unavailable in this session",
+                    f"{lost} unavailable in this session",
                     file=sys.stderr,
                 )
         status = await _run_steps(session, terminal, steps)
@@ -336,6 +419,11 @@ def run_cli(
     parser = build_parser(profile)
     args = parser.parse_args(argv)
     args.prog = profile.prog
+    args.dukpt = args.dukpt or args.ksn is not None
+    if args.terminal is None:
+        args.terminal = (
+            profile.dukpt_terminal_id if args.dukpt and profile.dukpt_terminal_id else profile.terminal_id
+        )
     session = _Session(args=args, read_pin=read_pin or _default_pin_reader, out=out or sys.stdout)
     try:
         steps = load_script(args.script) if args.script else _single_step(args)

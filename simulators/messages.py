@@ -15,12 +15,13 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from hsm.crypto import dukpt
 from hsm.crypto.cvv import card_verification_value
 from hsm.crypto.des import kcv_tdes, tdes_ecb_decrypt
 from hsm.crypto.errors import CryptoError
 from hsm.crypto.mac import iso9797_mac
 from hsm.crypto.pinblock import encrypt_pin_block
-from hsm.crypto.pinverify import visa_pvv
+from hsm.crypto.pinverify import ibm3624_offset, visa_pvv
 from specs import demo
 from switch.iso.codec import Codec
 from switch.iso.message import Message
@@ -30,6 +31,8 @@ __all__ = [
     "ENTRY_MODES",
     "Card",
     "ConnectionFailed",
+    "DukptPinPad",
+    "DukptUse",
     "KeyExchangeError",
     "Keys",
     "Original",
@@ -39,7 +42,9 @@ __all__ = [
     "TxnType",
     "add_mac",
     "build_request",
+    "carries_pin",
     "demo_card",
+    "dukpt_field53",
     "format_amount",
     "mask_pan",
     "original_from",
@@ -47,6 +52,7 @@ __all__ = [
     "parse_amount",
     "parse_key",
     "parse_key_exchange",
+    "parse_ksn",
     "pin_block_hex",
     "processing_code",
     "verify_mac",
@@ -226,7 +232,8 @@ class Card:
 
 
 def demo_card(pan: str | None = None, *, expiry_yymm: str | None = None, pin: str | None = None) -> Card:
-    """A card of the demo world (specs/demo.py): its track 2 carries the PVV and CVV the seed would write.
+    """A card of the demo world (specs/demo.py): its track 2 carries the PVV (or, for the IBM BIN, the
+    IBM 3624 offset) and CVV the seed would write.
 
     `pan` may be a PAN or the name of a special demo card ("lost", "low_balance", ...); None is the first
     debit card. `pin` is the card's true PIN (for the PVV on the stripe), by default the demo PIN.
@@ -243,9 +250,20 @@ def demo_card(pan: str | None = None, *, expiry_yymm: str | None = None, pin: st
     if not (pan.isascii() and pan.isdigit() and 12 <= len(pan) <= 19):
         raise SimulatorError("card number must be 12 to 19 digits (or a special demo card name)")
     try:
+        if pan.startswith(demo.IBM_BIN):
+            # IBM cards carry their offset where a Visa card has its PVV (and no PVK index).
+            validation = demo.DEMO_PIN_VALIDATION_DATA.replace("N", pan[:-1][-5:])
+            offset = ibm3624_offset(
+                bytes.fromhex(demo.DEMO_IBM_PVK_HEX),
+                validation,
+                true_pin,
+                demo.DEMO_DECIMALIZATION_TABLE,
+                demo.DEMO_IBM_CHECK_LENGTH,
+            )
+            return Card(pan=pan, expiry_yymm=expiry, pvv=offset, pvki=0, cvk=bytes.fromhex(demo.DEMO_CVK_HEX))
         pvv = visa_pvv(bytes.fromhex(demo.DEMO_PVK_HEX), pan, demo.DEMO_PVKI, true_pin)
     except CryptoError as exc:
-        raise SimulatorError(f"cannot compute the card's PVV: {exc.message}") from None
+        raise SimulatorError(f"cannot compute the card's PIN verification data: {exc.message}") from None
     return Card(pan=pan, expiry_yymm=expiry, pvv=pvv, cvk=bytes.fromhex(demo.DEMO_CVK_HEX))
 
 
@@ -298,6 +316,77 @@ def parse_key_exchange(field48: str | None, tmk: bytes) -> Keys:
             )
         keys[tag] = (key, kcv)
     return Keys(tpk=keys["TPK"][0], tak=keys["TAK"][0], tpk_kcv=keys["TPK"][1], tak_kcv=keys["TAK"][1])
+
+
+# -- DUKPT ---------------------------------------------------------------------------------------------------
+
+KSN_HEX_DIGITS = 20
+_COUNTER_BITS = 21
+_COUNTER_MASK = (1 << _COUNTER_BITS) - 1
+_DEVICE_MASK = (1 << 19) - 1
+_COUNTER_ONE_BITS_MAX = 10  # X9.24-1: an originator skips counters with more one-bits
+
+
+def parse_ksn(hex_text: str, what: str) -> bytes:
+    """A TDES DUKPT KSN from 20 hex digits; the error never repeats the value."""
+    text = hex_text.strip()
+    if len(text) != KSN_HEX_DIGITS:
+        raise SimulatorError(f"{what} must be {KSN_HEX_DIGITS} hex digits")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise SimulatorError(f"{what} must be hex digits") from None
+
+
+def dukpt_field53(ksn: bytes) -> str:
+    """Field 53 of the terminal dialect for this KSN (docs/transactions.md): "02", "0", the device id
+    (the 19 bits after the 10-hex-digit key set identifier) in 6 digits and the counter in 7 digits."""
+    low = int.from_bytes(ksn[5:], "big")
+    return f"020{(low >> _COUNTER_BITS) & _DEVICE_MASK:06d}{low & _COUNTER_MASK:07d}"
+
+
+@dataclass(frozen=True, slots=True)
+class DukptUse:
+    """The DUKPT key of one transaction: the PIN key of its KSN (clear, as inside the PIN pad) and field 53."""
+
+    pin_key: bytes = field(repr=False)
+    field53: str
+
+
+class DukptPinPad:
+    """A TDES DUKPT PIN pad (ANSI X9.24-1:2009), as the simulator plays it.
+
+    A real PIN pad receives its initial key (IPEK) at key injection and never sees the BDK; the simulator
+    derives the IPEK from the (public, test) BDK and the initial KSN, then keeps only the IPEK. Each PIN
+    entry moves the transaction counter on (skipping counters with more than 10 one-bits, as X9.24
+    originators do), so no two transactions share a key. `counter` is the last one used.
+    """
+
+    def __init__(self, *, bdk: bytes, initial_ksn: bytes, counter: int = 0) -> None:
+        if len(initial_ksn) != KSN_HEX_DIGITS // 2:
+            raise SimulatorError("the initial KSN must be 10 bytes")
+        if int.from_bytes(initial_ksn, "big") & _COUNTER_MASK:
+            raise SimulatorError("the initial KSN must have a zero transaction counter")
+        try:
+            self._ipek = dukpt.tdes_ipek(bdk, initial_ksn)
+        except CryptoError as exc:
+            raise SimulatorError(f"cannot derive the PIN pad's initial key: {exc.message}") from None
+        self.initial_ksn = initial_ksn
+        self.counter = counter
+
+    def __repr__(self) -> str:
+        return f"DukptPinPad(initial_ksn={self.initial_ksn.hex().upper()!r}, counter={self.counter})"
+
+    def next(self) -> DukptUse:
+        """The key and field 53 for the next PIN entry (the counter moves on; it is never used twice)."""
+        counter = self.counter + 1
+        while counter.bit_count() > _COUNTER_ONE_BITS_MAX:
+            counter += 1
+        if counter > _COUNTER_MASK:
+            raise SimulatorError("the PIN pad's transaction counter is exhausted: it needs a new initial key")
+        self.counter = counter
+        ksn = (int.from_bytes(self.initial_ksn, "big") | counter).to_bytes(10, "big")
+        return DukptUse(pin_key=dukpt.tdes_pin_key(self._ipek, ksn), field53=dukpt_field53(ksn))
 
 
 # -- MAC -----------------------------------------------------------------------------------------------------
@@ -453,10 +542,17 @@ def _amount(request: TransactionRequest) -> int:
     return request.amount_minor
 
 
-def pin_block_hex(pin: str, pan: str, tpk: bytes) -> str:
-    """ISO 9564 format 0 PIN block under the TPK, as field 52 text (16 hex digits)."""
+def carries_pin(request: TransactionRequest) -> bool:
+    """Whether `request` goes with a PIN block (a refund never does)."""
+    return (
+        request.pin is not None and request.type not in NETWORK_CODES and request.type is not TxnType.REFUND
+    )
+
+
+def pin_block_hex(pin: str, pan: str, pin_key: bytes) -> str:
+    """ISO 9564 format 0 PIN block under the PIN key (TPK or DUKPT), as field 52 text (16 hex digits)."""
     try:
-        return encrypt_pin_block(pin, pan, 0, tpk).hex().upper()
+        return encrypt_pin_block(pin, pan, 0, pin_key).hex().upper()
     except CryptoError as exc:
         raise SimulatorError(f"cannot build the PIN block: {exc.message}") from None
 
@@ -471,11 +567,13 @@ def build_request(
     local_now: datetime,
     entry_mode: str = "021",
     keys: Keys | None = None,
+    dukpt_use: DukptUse | None = None,
 ) -> Message:
     """The ISO 8583 message for `request` (no MAC; see `add_mac`).
 
-    `now_utc` gives field 7; `local_now` fields 12/13. Raises SimulatorError when a PIN is asked for
-    but the terminal has no TPK, or the card is missing for a financial request.
+    `now_utc` gives field 7; `local_now` fields 12/13. PIN blocks are under the TPK, or with `dukpt_use`
+    under that transaction's DUKPT PIN key with field 53 naming its KSN. Raises SimulatorError when a PIN
+    is asked for but the terminal has no PIN key, or the card is missing for a financial request.
     """
     if len(stan) != 6 or not stan.isdigit():
         raise SimulatorError("STAN must be 6 digits")
@@ -526,13 +624,20 @@ def build_request(
     if request.type is TxnType.REVERSAL and request.actual_amount_minor is not None:
         actual = f"{request.actual_amount_minor:012d}"
         fields[95] = actual + actual + "0" * 18
-    if request.pin is not None and request.type is not TxnType.REFUND:
-        if keys is None:
+    if carries_pin(request):
+        assert request.pin is not None
+        if dukpt_use is not None:
+            pin_key = dukpt_use.pin_key
+            fields[53] = dukpt_use.field53
+        elif keys is not None:
+            pin_key = keys.tpk
+        else:
             raise SimulatorError("a PIN needs a TPK: the key exchange did not succeed")
-        fields[52] = pin_block_hex(request.pin, card.pan, keys.tpk)
+        fields[52] = pin_block_hex(request.pin, card.pan, pin_key)
         if request.type is TxnType.PIN_CHANGE:
+            # Both PIN blocks under the one key of this transaction (for DUKPT: the one KSN of field 53).
             assert request.new_pin is not None
-            fields[120] = pin_block_hex(request.new_pin, card.pan, keys.tpk)
+            fields[120] = pin_block_hex(request.new_pin, card.pan, pin_key)
     return Message(_mti(request), fields)
 
 

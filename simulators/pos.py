@@ -1,6 +1,7 @@
 """`pos-sim`: a POS terminal from the command line (one transaction, or a script of them).
 
-Defaults are the first demo POS terminal and merchant; everything else is `simulators.cli`.
+Defaults are the first demo POS terminal and merchant (the demo DUKPT POS with `--dukpt`); everything
+else is `simulators.cli`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ PROFILE = Profile(
     merchant_id=demo.MERCHANT_ID,
     transactions=tuple(TxnType),
     default_transaction=TxnType.PURCHASE,
+    dukpt_terminal_id=next(t for t, (kind, _) in demo.DUKPT_TERMINALS.items() if kind == "pos"),
 )
 
 

@@ -1,9 +1,9 @@
 """A POS/ATM terminal as a trio client: one TCP connection, sign-on, key exchange, transactions.
 
-This owns the terminal's session state (STAN counter, working keys, pending requests) and its I/O; the
-bytes of each message come from `simulators.messages` and the wire layer from `switch.iso`. Several
-requests may be in flight on the one connection: a reader task matches each response to its request by
-STAN (the switch answers in any order), and every wait is bounded by `timeout_s`.
+This owns the terminal's session state (STAN counter, working keys, DUKPT PIN pad, pending requests) and
+its I/O; the bytes of each message come from `simulators.messages` and the wire layer from `switch.iso`.
+Several requests may be in flight on the one connection: a reader task matches each response to its
+request by STAN (the switch answers in any order), and every wait is bounded by `timeout_s`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from simulators.messages import (
     AdditionalAmount,
     Card,
     ConnectionFailed,
+    DukptPinPad,
     Keys,
     Original,
     SimulatorError,
@@ -29,6 +30,7 @@ from simulators.messages import (
     TxnType,
     add_mac,
     build_request,
+    carries_pin,
     original_from,
     parse_additional_amounts,
     parse_key_exchange,
@@ -104,8 +106,15 @@ class TerminalClient:
         stan_start: int | None = None,
         now_utc: Callable[[], datetime] | None = None,
         now_local: Callable[[], datetime] | None = None,
+        pin_pad: DukptPinPad | None = None,
+        on_pin_pad_used: Callable[[DukptPinPad], None] | None = None,
     ) -> None:
         self.stream = stream
+        # A DUKPT PIN pad encrypts the PINs (field 53 carries its KSN); without one, the TPK does.
+        self.pin_pad = pin_pad
+        # Called after each counter step, before the message is sent: a PIN pad keeps its counter in
+        # non-volatile memory so that no KSN is ever used twice, even across power cycles.
+        self._on_pin_pad_used = on_pin_pad_used
         self.identity = identity
         self._tmk = tmk
         self.timeout_s = timeout_s
@@ -166,14 +175,16 @@ class TerminalClient:
 
     async def send_message(self, message: Message) -> tuple[Message | None, float, bool | None]:
         """Send one built request, wait for its response: (response or None on timeout, latency ms, MAC ok)."""
-        stan = message[11]
+        return await self.send_frame(message[11], CODEC.encode_frame(message, self.tpdu))
+
+    async def send_frame(self, stan: str, frame: bytes) -> tuple[Message | None, float, bool | None]:
+        """`send_message` for a request already encoded and framed (the load generator's templates)."""
         if stan in self._pending:
             raise SimulatorError("STAN already in flight on this connection")
         if self.closed_reason is not None:
             raise ConnectionFailed(self.closed_reason)
         pending = _Pending()
         self._pending[stan] = pending
-        frame = CODEC.encode_frame(message, self.tpdu)
         started = time.perf_counter()
         try:
             try:
@@ -192,6 +203,11 @@ class TerminalClient:
     # -- transactions ----------------------------------------------------------------------------------
 
     def build(self, request: TransactionRequest, card: Card | None) -> Message:
+        dukpt_use = None
+        if self.pin_pad is not None and card is not None and carries_pin(request):
+            dukpt_use = self.pin_pad.next()
+            if self._on_pin_pad_used is not None:
+                self._on_pin_pad_used(self.pin_pad)
         message = build_request(
             request,
             identity=self.identity,
@@ -201,6 +217,7 @@ class TerminalClient:
             local_now=self._now_local(),
             entry_mode=self.entry_mode,
             keys=self.keys,
+            dukpt_use=dukpt_use,
         )
         if self.mac and self.keys is not None and message.mti != "0800":
             message = add_mac(CODEC, message, self.keys.tak)
@@ -288,6 +305,8 @@ async def open_terminal(
     mac: bool = False,
     entry_mode: str = "021",
     stan_start: int | None = None,
+    pin_pad: DukptPinPad | None = None,
+    on_pin_pad_used: Callable[[DukptPinPad], None] | None = None,
 ) -> AsyncIterator[TerminalClient]:
     """Connect and run the reader; the connection closes when the block exits."""
     try:
@@ -307,6 +326,8 @@ async def open_terminal(
         mac=mac,
         entry_mode=entry_mode,
         stan_start=stan_start,
+        pin_pad=pin_pad,
+        on_pin_pad_used=on_pin_pad_used,
     )
     try:
         async with trio.open_nursery() as nursery:

@@ -12,18 +12,28 @@ __all__ = [
     "CURRENCY",
     "DEBIT_BIN",
     "DEBIT_CARD_COUNT",
+    "DEMO_BDK_HEX",
     "DEMO_CVK_HEX",
+    "DEMO_DECIMALIZATION_TABLE",
+    "DEMO_IBM_CHECK_LENGTH",
+    "DEMO_IBM_PVK_HEX",
     "DEMO_PIN",
+    "DEMO_PIN_VALIDATION_DATA",
     "DEMO_PVKI",
     "DEMO_PVK_HEX",
     "DEMO_SERVICE_CODE",
     "DEMO_TMK_HEX",
+    "DUKPT_KEY_SET_ID",
+    "DUKPT_TERMINALS",
+    "IBM_BIN",
+    "IBM_CARD_COUNT",
     "MERCHANT_ID",
     "POS_TERMINALS",
     "PREPAID_BIN",
     "PREPAID_CARD_COUNT",
     "SPECIAL_CARDS",
     "demo_pan",
+    "dukpt_initial_ksn",
 ]
 
 CURRENCY = 840  # USD, minor units = cents
@@ -55,6 +65,29 @@ DEMO_PVKI = 1
 # Track 2 discretionary data layout (Visa style): PVKI (1) + PVV (4) + CVV (3), after the service code.
 DEMO_SERVICE_CODE = "201"  # international, chip card, normal authorization, no restrictions
 
+# The IBM 3624 offset product (BIN 990003): its PIN verification key (clear, double-length TDES), the
+# classic IBM decimalisation table, the PIN validation data as the HSM takes it ("N" = the last 5 digits
+# of the account number, so each card gets its own natural PIN) and the number of PIN digits checked. The
+# cards' PIN is DEMO_PIN; each card's offset is computed by the HSM at seed time.
+IBM_BIN = "990003"
+IBM_CARD_COUNT = 100
+DEMO_IBM_PVK_HEX = "1C2C3E4F5B6B7C8C9EAEB0C1D3E3F404"
+DEMO_DECIMALIZATION_TABLE = "0123456789012345"
+DEMO_PIN_VALIDATION_DATA = "99000300000N"
+DEMO_IBM_CHECK_LENGTH = 4
+
+# DUKPT PIN pads (TDES, ANSI X9.24-1:2009). The BDK is the PUBLIC test BDK of X9.24-1 Annex A and the key
+# set identifier that of its test KSN FFFF9876543210E00000: test only, anyone can derive every key. The
+# terminals are separate from POS_TERMINALS/ATM_TERMINALS (loadgen uses those with TPK PIN blocks).
+DEMO_BDK_HEX = "0123456789ABCDEFFEDCBA9876543210"
+DUKPT_KEY_SET_ID = "FFFF987654"
+# Terminal id -> (kind, PIN pad device id). 102535 is the device of the X9.24 test KSN, so the first
+# transaction of DKPOS001 uses the published KSN FFFF9876543210E00001.
+DUKPT_TERMINALS: dict[str, tuple[str, int]] = {
+    "DKPOS001": ("pos", 102535),
+    "DKATM001": ("atm", 102536),
+}
+
 # Cards with a fixed purpose, by (BIN, index): what the seed makes them and what a test expects.
 SPECIAL_CARDS: dict[str, tuple[str, int]] = {
     "lost": (DEBIT_BIN, 991),  # status lost -> 41
@@ -84,3 +117,8 @@ def demo_pan(bin6: str, index: int) -> str:
     """The 16-digit demo PAN number `index` (1-based) of a BIN: BIN + 9-digit index + Luhn digit."""
     body = f"{bin6}{index:09d}"
     return body + _luhn_check_digit(body)
+
+
+def dukpt_initial_ksn(device_id: int, key_set_id: str = DUKPT_KEY_SET_ID) -> str:
+    """The initial KSN (20 hex digits, counter 0) of a PIN pad: key set identifier + device id (19 bits)."""
+    return f"{key_set_id}{device_id << 21:010X}"

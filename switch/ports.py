@@ -14,8 +14,29 @@ from typing import Literal, Protocol
 from switch.domain.journal import JournalEntry
 from switch.domain.ledger_types import AccountBalance, LedgerAccount, Transfer, TransferResult
 from switch.domain.model import Card, ListEntry, Merchant, Pan, Terminal
+from switch.iso.message import Message
 
-__all__ = ["CardDirectory", "Clock", "Hsm", "HsmFailure", "Journal", "Ledger", "WorkingKey"]
+__all__ = [
+    "CardDirectory",
+    "Clock",
+    "DukptPinKey",
+    "Hsm",
+    "HsmFailure",
+    "Ibm3624Offset",
+    "Journal",
+    "Ledger",
+    "Network",
+    "NetworkExchange",
+    "NetworkUnavailable",
+    "PinKey",
+    "PinVerification",
+    "SafEntry",
+    "SafKind",
+    "StoreAndForward",
+    "TpkPinKey",
+    "VisaPvv",
+    "WorkingKey",
+]
 
 
 class Clock(Protocol):
@@ -97,25 +118,66 @@ class WorkingKey:
     check_value: str
 
 
+@dataclass(frozen=True, slots=True)
+class TpkPinKey:
+    """A terminal PIN block under the terminal's TPK (the TPK under the LMK)."""
+
+    tpk: str
+
+
+@dataclass(frozen=True, slots=True)
+class DukptPinKey:
+    """A terminal PIN block under the DUKPT PIN key of `ksn`, which only the HSM derives from the BDK."""
+
+    bdk: str  # under the LMK
+    ksn: str  # 20 hex digits
+
+
+PinKey = TpkPinKey | DukptPinKey
+
+
+@dataclass(frozen=True, slots=True)
+class VisaPvv:
+    """Visa PVV: the PVK pair (under the LMK) and the card's PVK index."""
+
+    pvk: str
+    pvki: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ibm3624Offset:
+    """IBM 3624 offset: the PVK (under the LMK) and the product's parameters."""
+
+    pvk: str
+    decimalization_table: str  # 16 digits
+    validation_data: str  # 12 characters as the HSM takes them ("N" = last 5 account digits)
+    check_length: int
+
+
+PinVerification = VisaPvv | Ibm3624Offset
+
+
 class Hsm(Protocol):
     """The PIN, MAC and key work the pipeline needs. Keys are passed as they are stored: under the LMK."""
 
-    async def verify_pin_pvv(
-        self, *, tpk: str, pvk: str, pin_block: bytes, pan: str, pvki: int, pvv: str
+    async def verify_pin(
+        self, *, key: PinKey, pin_block: bytes, pan: str, method: PinVerification, value: str
     ) -> bool:
-        """True if the ISO format 0 PIN block (under the terminal's TPK) holds the PIN of this PVV."""
+        """True if the terminal's PIN block (ISO format 0) holds the PIN whose verification value (the
+        card's PVV or IBM offset, per `method`) is `value`. A block that holds no valid PIN is False."""
         ...
 
     async def verify_cvv(
         self, *, cvk: str, pan: str, expiry_yymm: str, service_code: str, cvv: str
     ) -> bool: ...
 
-    async def pvv_for_new_pin(
-        self, *, tpk: str, pvk: str, pin_block: bytes, pan: str, pvki: int
+    async def verification_value_for_new_pin(
+        self, *, key: PinKey, pin_block: bytes, pan: str, method: PinVerification
     ) -> str | None:
-        """The PVV of the PIN in a format 0 PIN block under the TPK; None if the block holds no valid PIN.
+        """The PVV or IBM offset of the PIN in a terminal's format 0 PIN block; None if the block holds
+        no PIN the method can take (no valid PIN, or an IBM PIN shorter than the check length).
 
-        The clear PIN stays inside the HSM (translated to the LMK, then the PVV computed from it).
+        The clear PIN stays inside the HSM (translated to the LMK, then the value computed from it).
         """
         ...
 
@@ -133,4 +195,64 @@ class Hsm(Protocol):
 class Journal(Protocol):
     def record(self, entry: JournalEntry) -> None:
         """Queue one journal line; the writer persists it in the background (never blocks the request)."""
+        ...
+
+
+# -- interbank networks (docs/networks.md) -----------------------------------------------------------
+
+
+class NetworkUnavailable(Exception):
+    """No signed-on link to the network (down, reconnecting, draining, or its pending table is full)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkExchange:
+    """One request on a network link: the message as sent (with the link's STAN and field 7) and the
+    matched response, or None when the deadline passed first (a late response goes to the link's
+    late-response handler)."""
+
+    sent: Message
+    response: Message | None
+
+
+class Network(Protocol):
+    """One interbank network's link as the pipeline and the store-and-forward worker use it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def up(self) -> bool:
+        """True while at least one connection is signed on."""
+        ...
+
+    async def request(self, message: Message, *, timeout_s: float) -> NetworkExchange:
+        """Send a request in the network's dialect and wait up to `timeout_s` for its response.
+
+        The link fills field 11 (its own STAN counter) and field 7 (now) when the message has none, so a
+        repeat can reuse the original's. Raises NetworkUnavailable when it cannot send at all.
+        """
+        ...
+
+
+SafKind = Literal["reversal", "advice"]
+
+
+@dataclass(frozen=True, slots=True)
+class SafEntry:
+    """A reversal or advice that must reach a network, however long it takes."""
+
+    network: str
+    kind: SafKind
+    key: str  # idempotency key: the identity of what it reverses or advises; one entry per key
+    message: Message  # the first attempt (0420 or 0220) in the network's dialect, PAN in field 2
+
+
+class StoreAndForward(Protocol):
+    async def enqueue(self, entry: SafEntry) -> bool:
+        """Queue durably (committed when this returns); False if an entry with this key already exists.
+
+        The store keeps no PIN block, track or ICC data, and the PAN only encrypted (PAN vault).
+        Entries of one network are delivered in the order they were queued.
+        """
         ...

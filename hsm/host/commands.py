@@ -216,20 +216,30 @@ def cmd_a4(vault: KeyVault, r: FieldReader) -> str:
     return vault.wrap(combined, kt, scheme) + kcv_tdes(combined, 6)
 
 
+def _store_imported(vault: KeyVault, clear: bytes, kt: KeyType, scheme: str, kcv: str) -> str:
+    """A6/FA output: the key under the LMK and its check value, odd parity forced on the stored key.
+
+    payShield imports a key with wrong parity, forces odd parity on it and answers 01 ("advice only")
+    with the fields still present. DES ignores parity bits, so the corrected key is the same key (same
+    check value) and, unlike the uncorrected one, passes the parity check wherever it is used later.
+    """
+    data = vault.wrap(with_odd_parity(clear), kt, scheme) + kcv
+    if not has_odd_parity(clear):
+        raise HostError("01", "imported key parity error (advice)", data)
+    return data
+
+
 def cmd_a6(vault: KeyVault, r: FieldReader) -> str:
     """A6: import a key from under a ZMK. Request: key type (3), ZMK, key (under ZMK), key scheme LMK (1).
-    Response: key under LMK, check value (6H). Error 01 (advice) with the same data when the imported key
-    has the wrong parity."""
+    Response: key under LMK, check value (6H). Error 01 (advice) with the same data, parity corrected,
+    when the imported key has the wrong parity."""
     kt = _lmk_key_type(r.take(3, "key type"))
     zmk = _unwrap(vault, r.key("ZMK"), ZMK, "10")
     clear = _decrypt_under_zmk(zmk, r.key("key"))
     scheme = _scheme_letter(r.take(1, "key scheme (LMK)"), "LMK")
     if _length_for_scheme(scheme) != len(clear):
         raise HostError("27", "key scheme does not match the key length")
-    data = vault.wrap(clear, kt, scheme) + kcv_tdes(clear, 6)
-    if not has_odd_parity(clear):
-        raise HostError("01", "imported key parity error (advice)", data)
-    return data
+    return _store_imported(vault, clear, kt, scheme, kcv_tdes(clear, 6))
 
 
 def cmd_a8(vault: KeyVault, r: FieldReader) -> str:
@@ -288,16 +298,17 @@ def _key_scheme_options(r: FieldReader) -> tuple[str, str, str]:
 
 def cmd_fa(vault: KeyVault, r: FieldReader) -> str:
     """FA: translate a ZPK from ZMK to LMK. Request: ZMK, ZPK (under ZMK), [';' key scheme ZMK, key scheme
-    LMK, KCV type]. Response: ZPK under LMK, check value (16H, or 6H for KCV type 1)."""
+    LMK, KCV type]. Response: ZPK under LMK, check value (16H, or 6H for KCV type 1). Error 01 (advice)
+    with the same data, parity corrected, when the ZPK has the wrong parity; 11 for an all-zero ZPK."""
     zmk = _unwrap(vault, r.key("ZMK"), ZMK, "10")
     clear = _decrypt_under_zmk(zmk, r.key("ZPK"))
     _, lmk_scheme, kcv_type = _key_scheme_options(r)
     scheme = _scheme_letter(lmk_scheme, "LMK") if lmk_scheme else {8: "Z", 16: "U", 24: "T"}[len(clear)]
     if _length_for_scheme(scheme) != len(clear):
         raise HostError("27", "key scheme does not match the key length")
-    if not has_odd_parity(clear):
-        raise HostError("11", "ZPK parity error")
-    return vault.wrap(clear, ZPK, scheme) + _kcv(clear, kcv_type)
+    if not any(clear):
+        raise HostError("11", "all-zero ZPK")
+    return _store_imported(vault, clear, ZPK, scheme, _kcv(clear, kcv_type))
 
 
 def cmd_gc(vault: KeyVault, r: FieldReader) -> str:
@@ -313,6 +324,17 @@ def cmd_gc(vault: KeyVault, r: FieldReader) -> str:
 
 
 # --- PIN translation ------------------------------------------------------------------------------------
+
+
+def _ksn(r: FieldReader) -> bytes:
+    """KSN descriptor (3H) and KSN as 10 bytes. The descriptor XYZ gives the lengths of the BDK ID (X), the
+    sub-key ID (Y) and the device ID (Z); a 5-digit transaction counter follows them. A KSN shorter than
+    20 digits is left-padded with F, as X9.24-1 pads it with 1 bits."""
+    descriptor = r.hex(3, "KSN descriptor")
+    ksn_digits = sum(int(c, 16) for c in descriptor) + 5
+    if not 12 <= ksn_digits <= 20:
+        raise HostError("15", "KSN descriptor gives a KSN outside 12-20 digits")
+    return bytes.fromhex(r.hex(ksn_digits, "KSN").rjust(20, "F"))
 
 
 def _translate(vault: KeyVault, r: FieldReader, src_type: KeyType) -> str:
@@ -349,12 +371,14 @@ def cmd_cc(vault: KeyVault, r: FieldReader) -> str:
 
 def cmd_ci(vault: KeyVault, r: FieldReader) -> str:
     """CI: translate a PIN block from DUKPT (TDES BDK) to ZPK. Request: BDK, ZPK, KSN descriptor (3H), KSN
-    (20H), PIN block (16H, ISO format 0), destination format (2), account (12N). Response: PIN length (2),
-    PIN block (16H), destination format (2)."""
+    (12-20H, length given by the descriptor), PIN block (16H, ISO format 0), destination format (2),
+    account (12N). Response: PIN length (2), PIN block (16H), destination format (2).
+
+    The PIN key is X9.24-1:2009 TDES DUKPT (double length). payShield's own CI derives the single-length
+    key of pre-2002 DUKPT and leaves TDES DUKPT to G0; G0 is not implemented here."""
     bdk_field = r.key("BDK", bare_hex=32)
     zpk_field = r.key("ZPK")
-    r.hex(3, "KSN descriptor")
-    ksn = bytes.fromhex(r.hex(20, "KSN"))
+    ksn = _ksn(r)
     block = _pin_block(r)
     dst_fmt_code = r.take(2, "destination PIN block format")
     account = r.digits(12, "account number")
@@ -473,6 +497,66 @@ def _verify_pvv(vault: KeyVault, r: FieldReader, pin_key_type: KeyType) -> str:
     return ""
 
 
+# DUKPT PIN blocks: formats that bind the PIN to the account (X9.8); the reference also lists 04 (Plus),
+# which this HSM does not implement.
+_DUKPT_PIN_FORMATS = frozenset({"01", "05", "47"})
+
+
+def _dukpt_head(
+    vault: KeyVault, r: FieldReader, pvk_what: str, pvk_bare_hex: int
+) -> tuple[str, bytes, str, int]:
+    """GO/GQ fields up to the PIN block format: returns (PVK field, DUKPT PIN key, block, format)."""
+    if r.take(1, "mode") != "0":
+        # Mode 1 (PIN and DUKPT MAC verification) is not implemented.
+        raise HostError("15", "only mode 0 (verify the PIN only) is supported")
+    bdk_field = r.key("BDK", bare_hex=32)
+    pvk_field = r.key(pvk_what, bare_hex=pvk_bare_hex)
+    ksn = _ksn(r)
+    block_hex = r.hex(16, "PIN block")
+    fmt_code = r.take(2, "PIN block format")
+    if fmt_code not in _DUKPT_PIN_FORMATS:
+        raise HostError("23", "invalid PIN block format code for a DUKPT PIN block")
+    bdk = _double(_unwrap(vault, bdk_field, BDK, "10"), "BDK")
+    pin_key = dukpt.tdes_pin_key(dukpt.tdes_ipek(bdk, ksn), ksn)
+    return pvk_field, pin_key, block_hex, _pin_format(fmt_code)
+
+
+def cmd_go(vault: KeyVault, r: FieldReader) -> str:
+    """GO: verify a DUKPT PIN (TDES DUKPT, X9.24-1:2009 PIN variant) by IBM offset. Request: mode (1N, 0 =
+    verify the PIN only), BDK, PVK, KSN descriptor (3H), KSN (12-20H, as CI), PIN block (16H), format (2N:
+    01, 05, 47), check length (2N), account (12N), decimalisation table (16N), PIN validation data (12),
+    offset (12). Response: none (00 verified, 01 failed)."""
+    pvk_field, pin_key, block_hex, fmt = _dukpt_head(vault, r, "PVK", 16)
+    check_length = _check_length(r.number(2, "check length"))
+    account = r.digits(12, "account number")
+    table = r.take(16, "decimalisation table")
+    validation = _validation_data(r.take(12, "PIN validation data"), account)
+    offset = _offset(r.take(12, "offset"))
+    pvk = _unwrap(vault, pvk_field, PVK, "11")
+    pin = pinblock.decrypt_pin_block(bytes.fromhex(block_hex), _pan(account), fmt, pin_key)
+    if len(pin) < check_length:
+        raise HostError("01", "PIN verification failure")  # fewer digits than are checked: cannot match
+    if not pinverify.ibm3624_verify(pvk, validation, pin, offset, table, check_length):
+        raise HostError("01", "PIN verification failure")
+    return ""
+
+
+def cmd_gq(vault: KeyVault, r: FieldReader) -> str:
+    """GQ: verify a DUKPT PIN (TDES DUKPT) by Visa PVV. Request: mode (1N, 0 = verify the PIN only), BDK,
+    PVK pair, KSN descriptor (3H), KSN (12-20H, as CI), PIN block (16H), format (2N: 01, 05, 47), account
+    (12N), PVKI (1N), PVV (4N). Response: none (00 verified, 01 failed)."""
+    pvk_field, pin_key, block_hex, fmt = _dukpt_head(vault, r, "PVK pair", 32)
+    account = r.digits(12, "account number")
+    pvki = r.number(1, "PVKI")
+    pvv = r.digits(4, "PVV")
+    pvk = _double(_unwrap(vault, pvk_field, PVK, "11"), "PVK pair")
+    pan = _pan(account)
+    pin = pinblock.decrypt_pin_block(bytes.fromhex(block_hex), pan, fmt, pin_key)
+    if not pinverify.visa_pvv_verify(pvk, pan, pvki, pin, pvv):
+        raise HostError("01", "PIN verification failure")
+    return ""
+
+
 def cmd_da(vault: KeyVault, r: FieldReader) -> str:
     """DA: verify a terminal PIN by IBM offset. Request: TPK, PVK, maximum PIN length (2), PIN block (16H),
     format (2), check length (2), account (12N), decimalisation table (16N), PIN validation data (12),
@@ -555,14 +639,16 @@ def _mac_request(vault: KeyVault, r: FieldReader) -> tuple[str, int]:
     length = int(r.hex(4, "message length"), 16)
     raw = r.take(length, "message")
     if input_format == "1":
-        if length % 2 or not all(c in "0123456789ABCDEFabcdef" for c in raw):
+        if length % 2:
+            raise HostError("06", "hex message has an odd number of digits")
+        if not all(c in "0123456789ABCDEFabcdef" for c in raw):
             raise HostError("15", "hex message data is not hexadecimal")
         data = bytes.fromhex(raw)
     else:
         data = raw.encode("latin-1")
     if padding == "0":
         if len(data) % 8 or not data:
-            raise HostError("15", "message must be whole 8-byte blocks when padding method is 0")
+            raise HostError("06", "message must be whole 8-byte blocks when padding method is 0")
         padding = "1"  # method 1 adds nothing to whole blocks
     mac_hex = 8 if mac_size == "0" else 16
     full = mac.iso9797_mac(key, data, int(algorithm), int(padding), 8)
@@ -614,10 +700,14 @@ def _data_request(vault: KeyVault, r: FieldReader) -> tuple[str, str, bytes, byt
     iv = bytes.fromhex(r.hex(16, "IV")) if mode == "cbc" else b""
     length = int(r.hex(4, "message length"), 16)
     raw = r.take(length, "message")
-    if not r.at_end():
+    # The processor cannot strip a "%00" LMK identifier here (binary data may end in "%nn"), so it is
+    # recognised after the message.
+    if r.rest() not in ("", "%00"):
         raise HostError("15", "data after the message")
     if input_format == "1":
-        if length % 2 or not set(raw) <= _HEX_DIGITS:
+        if length % 2:
+            raise HostError("06", "hex message has an odd number of digits")
+        if not set(raw) <= _HEX_DIGITS:
             raise HostError("15", "hex message is not hexadecimal")
         data = bytes.fromhex(raw)
     else:
@@ -674,6 +764,8 @@ COMMANDS: dict[str, Handler] = {
     "EA": cmd_ea,
     "DC": cmd_dc,
     "EC": cmd_ec,
+    "GO": cmd_go,
+    "GQ": cmd_gq,
     "CW": cmd_cw,
     "CY": cmd_cy,
     "M6": cmd_m6,

@@ -25,7 +25,7 @@ __all__ = ["CommandLogger", "HostCommandProcessor"]
 UNKNOWN_COMMAND = "68"  # "command disabled" - what we answer for a command we do not implement
 INVALID_INPUT = "15"
 # Commands whose last field is free data, where a trailing "%nn" may be data rather than an LMK identifier.
-_FREE_DATA_TAIL = frozenset({"B2", "M6"})
+_FREE_DATA_TAIL = frozenset({"B2", "M6", "M0", "M2"})
 
 
 class CommandLogger(Protocol):

@@ -1,7 +1,8 @@
 """The Hsm port over the software HSM's client: in-process (same process, no sockets) or TCP to hsmd.
 
-Translates the pipeline's needs into payShield-style host commands (DC, CY, M6/M8, A0) and the HSM's
-error codes into HsmFailure. A verification that fails is False, never an exception.
+Translates the pipeline's needs into payShield-style host commands (PIN verification DC/DA for TPK PIN
+blocks and GQ/GO for DUKPT ones, PIN change JC or CI+JE then DG/DE, CY, M6/M8, A0) and the HSM's error
+codes into HsmFailure. A verification that fails is False, never an exception.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hsm.keys import KeyVault
 from hsm.lmk import PASSPHRASE_ENV, TEST_LMK_WARNING, LmkFileError, VariantLmk, load_lmk_file
 from switch.config import HsmConfig
 from switch.logs import get_logger
-from switch.ports import HsmFailure, WorkingKey
+from switch.ports import HsmFailure, PinKey, PinVerification, TpkPinKey, VisaPvv, WorkingKey
 
 __all__ = ["ClientHsm", "HsmSetupError", "open_hsm"]
 
@@ -73,18 +74,54 @@ _UNDER_LMK_LENGTH = 33  # 'U' + 32 hex digits
 class ClientHsm:
     def __init__(self, client: HsmClient) -> None:
         self.client = client
+        # A ZPK under the LMK, made on first use, only to carry a DUKPT PIN change's new PIN to the LMK.
+        self._transit_zpk: str | None = None
 
-    async def verify_pin_pvv(
-        self, *, tpk: str, pvk: str, pin_block: bytes, pan: str, pvki: int, pvv: str
+    async def verify_pin(
+        self, *, key: PinKey, pin_block: bytes, pan: str, method: PinVerification, value: str
     ) -> bool:
+        block, account = pin_block.hex().upper(), account_number(pan)
         try:
-            return await self.client.verify_pin_pvv(
-                pin_key=tpk,
-                pvk=pvk,
-                pin_block=pin_block.hex().upper(),
-                account=account_number(pan),
-                pvki=pvki,
-                pvv=pvv,
+            if isinstance(key, TpkPinKey):
+                if isinstance(method, VisaPvv):
+                    return await self.client.verify_pin_pvv(
+                        pin_key=key.tpk,
+                        pvk=method.pvk,
+                        pin_block=block,
+                        account=account,
+                        pvki=method.pvki,
+                        pvv=value,
+                    )
+                return await self.client.verify_pin_ibm(
+                    pin_key=key.tpk,
+                    pvk=method.pvk,
+                    pin_block=block,
+                    account=account,
+                    offset=value,
+                    decimalization_table=method.decimalization_table,
+                    validation_data=method.validation_data,
+                    check_length=method.check_length,
+                )
+            if isinstance(method, VisaPvv):
+                return await self.client.verify_pin_pvv_dukpt(
+                    bdk=key.bdk,
+                    pvk=method.pvk,
+                    ksn=key.ksn,
+                    pin_block=block,
+                    account=account,
+                    pvki=method.pvki,
+                    pvv=value,
+                )
+            return await self.client.verify_pin_ibm_dukpt(
+                bdk=key.bdk,
+                pvk=method.pvk,
+                ksn=key.ksn,
+                pin_block=block,
+                account=account,
+                offset=value,
+                decimalization_table=method.decimalization_table,
+                validation_data=method.validation_data,
+                check_length=method.check_length,
             )
         except HsmError as exc:
             if exc.code in ("20", "24"):  # PIN block does not decrypt to a valid PIN: a wrong PIN key or PIN
@@ -93,23 +130,52 @@ class ClientHsm:
         except HsmTransportError as exc:
             raise HsmFailure(str(exc)) from None
 
-    async def pvv_for_new_pin(
-        self, *, tpk: str, pvk: str, pin_block: bytes, pan: str, pvki: int
+    async def verification_value_for_new_pin(
+        self, *, key: PinKey, pin_block: bytes, pan: str, method: PinVerification
     ) -> str | None:
-        account = account_number(pan)
+        block, account = pin_block.hex().upper(), account_number(pan)
         try:
-            pin_under_lmk = await self.client.translate_pin_tpk_to_lmk(
-                tpk=tpk, pin_block=pin_block.hex().upper(), account=account
-            )
-            return await self.client.generate_pvv(
-                pvk=pvk, pin_under_lmk=pin_under_lmk, account=account, pvki=pvki
+            if isinstance(key, TpkPinKey):
+                pin_under_lmk = await self.client.translate_pin_tpk_to_lmk(
+                    tpk=key.tpk, pin_block=block, account=account
+                )
+            else:
+                # No host command takes a DUKPT PIN block to the LMK: it goes there through a ZPK of our
+                # own (CI, then JE), both steps inside the HSM.
+                zpk = self._transit_zpk or await self._new_transit_zpk()
+                moved = await self.client.translate_pin_dukpt_to_zpk(
+                    bdk=key.bdk, zpk=zpk, ksn=key.ksn, pin_block=block, account=account
+                )
+                pin_under_lmk = await self.client.translate_pin_zpk_to_lmk(
+                    zpk=zpk, pin_block=moved.pin_block, account=account
+                )
+            if isinstance(method, VisaPvv):
+                return await self.client.generate_pvv(
+                    pvk=method.pvk, pin_under_lmk=pin_under_lmk, account=account, pvki=method.pvki
+                )
+            # A PIN under the LMK has one digit more than the PIN; an offset needs a PIN at least as long as
+            # the digits it checks.
+            if len(pin_under_lmk) - 1 < method.check_length:
+                return None
+            return await self.client.generate_ibm_offset(
+                pvk=method.pvk,
+                pin_under_lmk=pin_under_lmk,
+                account=account,
+                decimalization_table=method.decimalization_table,
+                validation_data=method.validation_data,
+                check_length=method.check_length,
             )
         except HsmError as exc:
             if exc.code in ("20", "24"):  # not a valid PIN block: the terminal's problem, not the HSM's
                 return None
-            raise HsmFailure(f"PVV generation failed with HSM error {exc.code}") from None
+            raise HsmFailure(f"PIN verification value generation failed with HSM error {exc.code}") from None
         except HsmTransportError as exc:
             raise HsmFailure(str(exc)) from None
+
+    async def _new_transit_zpk(self) -> str:
+        zpk = (await self.client.generate_key("001", "U")).key_under_lmk
+        self._transit_zpk = zpk
+        return zpk
 
     async def verify_cvv(self, *, cvk: str, pan: str, expiry_yymm: str, service_code: str, cvv: str) -> bool:
         try:

@@ -6,6 +6,10 @@
 - `hotlist add|remove|list`, `blacklist add|remove|list`: the lists the pipeline checks.
 - `prepaid topup PAN AMOUNT`: a posted ledger transfer from the bank funding account to the card's wallet.
 
+Block, unblock and list changes return only once every running switchd has confirmed it dropped what
+it cached about them, so they hold for the very next request (`PgDirectory`; after 5 s without a
+confirmation a warning names how many did not answer).
+
 The PAN is typed by the operator and never printed back: output shows first 6 + last 4 only. The commands
 open the database like every switchctl command (`switch.cli.common.open_database`) and, for now, an
 in-process HSM with the PUBLIC TEST LMK (there is no HSM configuration yet); they say so on stderr every

@@ -18,6 +18,7 @@ __all__ = [
     "AccountKind",
     "Card",
     "CardStatus",
+    "DukptPinPad",
     "ListEntry",
     "ListKind",
     "Merchant",
@@ -111,6 +112,12 @@ class Product:
     cvk_under_lmk: str = ""
     # How long an authorization hold lives before the ledger releases it.
     hold_expiry_s: int = 7 * 24 * 3600
+    # IBM 3624 (pin_method ibm3624): the decimalisation table (16 digits), the PIN validation data as the
+    # HSM takes it (12 characters; an "N" stands for the last 5 digits of the account number, payShield's
+    # convention) and how many PIN digits the offset checks. Unused for Visa PVV products.
+    decimalization_table: str = ""
+    pin_validation_data: str = ""
+    pin_check_length: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,13 +163,29 @@ class Terminal:
     merchant_id: str
     kind: str  # "pos" or "atm"
     active: bool = True
-    # Transaction types this terminal may originate (empty: any its kind allows).
+    # Transaction types this terminal may originate (empty: any type, whatever its kind).
     allowed_transactions: frozenset[str] = frozenset()
     # Keys under the LMK (never clear): terminal master key, PIN key, MAC key.
     tmk_under_lmk: str = ""
     tpk_under_lmk: str = ""
     tak_under_lmk: str = ""
     mac_required: bool = False
+    # A DUKPT PIN pad: its PIN blocks are under the DUKPT key of the KSN in field 53, not under the TPK.
+    dukpt: DukptPinPad | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DukptPinPad:
+    """What the switch knows of a terminal's DUKPT PIN pad (TDES, ANSI X9.24-1:2009).
+
+    The KSN (20 hex digits) is the key set identifier (10 hex digits: which BDK), the PIN pad's device
+    id (19 bits) and the transaction counter (21 bits). The first two are the terminal's configuration;
+    the counter comes with each request (field 53).
+    """
+
+    key_set_id: str  # 10 hex digits
+    bdk_under_lmk: str  # the key set's base derivation key, under the LMK (never clear)
+    device_id: int  # 0 .. 2**19 - 1
 
 
 class ListKind(enum.StrEnum):

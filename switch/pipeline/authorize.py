@@ -18,8 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import trio
+
+from switch.domain.dukpt import KsnProblem, KsnReplayGuard, ksn_for_request, parse_field53
 from switch.domain.ledger_types import Transfer, TransferKind, TransferResult
-from switch.domain.model import AccountKind, Card, CardStatus, Merchant, Terminal
+from switch.domain.model import AccountKind, Card, CardStatus, Merchant, PinMethod, Terminal
 from switch.domain.results import TERMINAL_RESPONSE_CODES, Result
 from switch.domain.transactions import (
     DEBITS,
@@ -38,7 +41,18 @@ from switch.domain.transactions import (
     transmission_datetime,
 )
 from switch.iso.message import Message
-from switch.ports import CardDirectory, Clock, Hsm, Ledger
+from switch.ports import (
+    CardDirectory,
+    Clock,
+    DukptPinKey,
+    Hsm,
+    Ibm3624Offset,
+    Ledger,
+    PinKey,
+    PinVerification,
+    TpkPinKey,
+    VisaPvv,
+)
 
 __all__ = ["Authorizer", "Outcome"]
 
@@ -106,6 +120,7 @@ class _Context:
     transmitted: datetime | None = None
     transfer_id: str | None = None
     extra: dict[int, str] = field(default_factory=dict)
+    pin_key: PinKey | None = None  # set once the PIN check has found the terminal's PIN key
 
 
 class Authorizer:
@@ -127,6 +142,10 @@ class Authorizer:
         self._encode = encode
         # identity -> (fingerprint, outcome): answers a retransmission with the original response.
         self._recent: OrderedDict[str, tuple[str, Outcome]] = OrderedDict()
+        # identity -> set when its first copy has been answered: a copy that arrives meanwhile waits for it.
+        self._in_flight: dict[str, trio.Event] = {}
+        # DUKPT transaction counters each terminal has used (replays are refused).
+        self._ksn_guard = KsnReplayGuard()
 
     # -- entry ---------------------------------------------------------------------------------------
 
@@ -136,8 +155,16 @@ class Authorizer:
             return Outcome(None, Result.APPROVED, transaction_type="none")
         if mti[:2] == "08":
             return await self._network_management(request)
-        identity = f"{request.get(41) or ''}:{request.get(7) or ''}:{request.get(11) or ''}"
+        identity = _identity(request)
         fingerprint = _fingerprint(request)
+        if identity is None:
+            # Without terminal, time and STAN there is nothing to match a retransmission by: the format
+            # check answers it, and nothing is remembered under a half-empty key.
+            return await self._answer(request, None, fingerprint)
+        while (first := self._in_flight.get(identity)) is not None:
+            # A copy sent while the first is still being answered (a terminal's short timeout, say) gets
+            # the first's answer, not a second PIN check or a second try at the ledger.
+            await first.wait()
         seen = self._recent.get(identity)
         if seen is not None:
             if seen[0] == fingerprint:
@@ -155,10 +182,19 @@ class Authorizer:
                     retransmission=True,
                 )
             return self._decline(request, Result.DUPLICATE, None)
+        done = self._in_flight[identity] = trio.Event()
+        try:
+            return await self._answer(request, identity, fingerprint)
+        finally:
+            del self._in_flight[identity]
+            done.set()
+
+    async def _answer(self, request: Message, identity: str | None, fingerprint: str) -> Outcome:
         outcome = await self._financial(request)
         if outcome.mac_tak is not None and outcome.response is not None:
             outcome.response = await self._with_mac(outcome.response, outcome.mac_tak)
-        self._remember(identity, fingerprint, outcome)
+        if identity is not None:
+            self._remember(identity, fingerprint, outcome)
         return outcome
 
     def _remember(self, identity: str, fingerprint: str, outcome: Outcome) -> None:
@@ -170,15 +206,35 @@ class Authorizer:
 
     async def _network_management(self, request: Message) -> Outcome:
         code = request.get(70)
-        if code in ("001", "002", "301"):
-            return Outcome(self._respond(request, "00"), Result.APPROVED, transaction_type=f"netmgmt:{code}")
+        if code == "301":
+            # An echo only proves the link is alive; it is answered whoever asks (it serves nothing).
+            return Outcome(self._respond(request, "00"), Result.APPROVED, transaction_type="netmgmt:301")
+        if code not in ("001", "002", "101"):
+            return self._decline(request, Result.FUNCTION_NOT_SUPPORTED, None, txn="netmgmt")
+        terminal, refused = await self._served_terminal(request)
+        if terminal is None:
+            return self._decline(request, refused, None, txn=f"netmgmt:{code}")
         if code == "101":
-            return await self._key_exchange(request)
-        return self._decline(request, Result.FUNCTION_NOT_SUPPORTED, None, txn="netmgmt")
+            return await self._key_exchange(request, terminal)
+        return Outcome(self._respond(request, "00"), Result.APPROVED, transaction_type=f"netmgmt:{code}")
 
-    async def _key_exchange(self, request: Message) -> Outcome:
+    async def _served_terminal(self, request: Message) -> tuple[Terminal | None, Result]:
+        """The configured, active terminal of a sign-on or key exchange; else why it is refused.
+
+        Field 42 is optional on network management; when present it must be the terminal's merchant.
+        """
         terminal = await self.directory.terminal(request.get(41) or "")
-        if terminal is None or not terminal.active or not terminal.tmk_under_lmk:
+        if terminal is None or not terminal.active:
+            return None, Result.NOT_PERMITTED_TO_TERMINAL
+        merchant_id = request.get(42)
+        if merchant_id is not None:
+            merchant = await self.directory.merchant(merchant_id)
+            if merchant is None or not merchant.active or terminal.merchant_id != merchant.merchant_id:
+                return None, Result.INVALID_MERCHANT
+        return terminal, Result.APPROVED
+
+    async def _key_exchange(self, request: Message, terminal: Terminal) -> Outcome:
+        if not terminal.tmk_under_lmk:
             return self._decline(request, Result.NOT_PERMITTED_TO_TERMINAL, None, txn="netmgmt:101")
         tpk = await self.hsm.generate_working_key(kind="tpk", tmk=terminal.tmk_under_lmk)
         tak = await self.hsm.generate_working_key(kind="tak", tmk=terminal.tmk_under_lmk)
@@ -245,6 +301,8 @@ class Authorizer:
         if status_result is not None:
             return status_result
         now = self.clock.now()
+        if card.activation_date is not None and card.activation_date > now.date():
+            return Result.NOT_PERMITTED_TO_CARDHOLDER  # issued active, but valid only from a later date
         if card.expiry_yymm < now.strftime("%y%m"):
             return Result.EXPIRED_CARD
         if ctx.card_data.expiry_yymm is not None and ctx.card_data.expiry_yymm != card.expiry_yymm:
@@ -288,22 +346,23 @@ class Authorizer:
         pin_block = ctx.request.get(52)
         if pin_block is None:
             return Result.INCORRECT_PIN
-        if not ctx.terminal.tpk_under_lmk:
-            return Result.SECURITY_VIOLATION  # the terminal never exchanged keys
         try:
             block = bytes.fromhex(pin_block)
         except ValueError:
             return Result.FORMAT_ERROR
-        if card.product.pin_method.value != "pvv":
-            return Result.FUNCTION_NOT_SUPPORTED  # IBM 3624 offsets: HSM ready, pipeline wiring not yet
+        key = self._pin_key(ctx)
+        if isinstance(key, Result):
+            return key  # refused before the HSM, and never counted as a wrong PIN
+        ctx.pin_key = key
+        if not card.pin_verification_value:
+            return Result.INCORRECT_PIN  # no PIN set for this card: nothing can match, nothing to count
         assert ctx.card_data is not None
-        ok = await self.hsm.verify_pin_pvv(
-            tpk=ctx.terminal.tpk_under_lmk,
-            pvk=card.product.pvk_under_lmk,
+        ok = await self.hsm.verify_pin(
+            key=key,
             pin_block=block,
             pan=ctx.card_data.pan.digits,
-            pvki=card.pvki,
-            pvv=card.pin_verification_value,
+            method=_pin_verification(card),
+            value=card.pin_verification_value,
         )
         if ok:
             if card.pin_tries:
@@ -311,6 +370,28 @@ class Authorizer:
             return None
         tries = await self.directory.record_pin_result(card.card_id, ok=False)
         return Result.PIN_TRIES_EXCEEDED if tries >= card.product.pin_tries_max else Result.INCORRECT_PIN
+
+    def _pin_key(self, ctx: _Context) -> PinKey | Result:
+        """The key the terminal's PIN blocks are under: its TPK, or the DUKPT key of the KSN in field 53.
+
+        A KSN of another PIN pad, a replayed counter, or a DUKPT field 53 from a terminal set up for a TPK
+        is a security violation: the PIN was never tried, so it must not count against the cardholder.
+        """
+        terminal, field53 = ctx.terminal, ctx.request.get(53)
+        if terminal.dukpt is None:
+            if parse_field53(field53) is not None:
+                return Result.SECURITY_VIOLATION  # a DUKPT PIN pad where the switch expects a TPK
+            if not terminal.tpk_under_lmk:
+                return Result.SECURITY_VIOLATION  # the terminal never exchanged keys
+            return TpkPinKey(tpk=terminal.tpk_under_lmk)
+        ksn = ksn_for_request(terminal.dukpt, field53)
+        if ksn is KsnProblem.MALFORMED:
+            return Result.FORMAT_ERROR
+        if isinstance(ksn, KsnProblem):
+            return Result.SECURITY_VIOLATION
+        if not self._ksn_guard.accept(terminal.terminal_id, ksn.counter, _transfer_id(ctx.request)):
+            return Result.SECURITY_VIOLATION
+        return DukptPinKey(bdk=terminal.dukpt.bdk_under_lmk, ksn=ksn.hex)
 
     async def _authorize(self, ctx: _Context) -> Outcome:
         t = ctx.classified.type
@@ -381,7 +462,8 @@ class Authorizer:
         return self._finish(ctx, _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION))
 
     async def _pin_change(self, ctx: _Context, card: Card) -> Outcome:
-        """The old PIN was verified with the card checks; the new one (field 120) becomes the card's PVV."""
+        """The old PIN was verified with the card checks; the new one (field 120) becomes the card's PVV
+        or IBM offset, computed inside the HSM."""
         new_block = ctx.request.get(120)
         if new_block is None or len(new_block) != 16:
             return self._finish(ctx, Result.FORMAT_ERROR)
@@ -389,19 +471,14 @@ class Authorizer:
             block = bytes.fromhex(new_block)
         except ValueError:
             return self._finish(ctx, Result.FORMAT_ERROR)
-        if card.product.pin_method.value != "pvv":
-            return self._finish(ctx, Result.FUNCTION_NOT_SUPPORTED)
-        assert ctx.card_data is not None
-        pvv = await self.hsm.pvv_for_new_pin(
-            tpk=ctx.terminal.tpk_under_lmk,
-            pvk=card.product.pvk_under_lmk,
-            pin_block=block,
-            pan=ctx.card_data.pan.digits,
-            pvki=card.pvki,
+        assert ctx.card_data is not None and ctx.pin_key is not None
+        # The new PIN block is under the same key as the old one (for DUKPT: the same KSN, field 53).
+        value = await self.hsm.verification_value_for_new_pin(
+            key=ctx.pin_key, pin_block=block, pan=ctx.card_data.pan.digits, method=_pin_verification(card)
         )
-        if pvv is None:
-            return self._finish(ctx, Result.INCORRECT_PIN)  # the new PIN block holds no valid PIN
-        await self.directory.set_pin_verification_value(card.card_id, pvv)
+        if value is None:
+            return self._finish(ctx, Result.INCORRECT_PIN)  # the new PIN block holds no PIN the method takes
+        await self.directory.set_pin_verification_value(card.card_id, value)
         return self._finish(ctx, Result.APPROVED)
 
     async def _balance(self, ctx: _Context, account_id: int) -> Outcome:
@@ -451,12 +528,17 @@ class Authorizer:
     async def _reversal(self, ctx: _Context) -> Outcome:
         """0400/0420 and repeats: cancel the original once; unknown or already reversed is acknowledged."""
         request = ctx.request
-        original = parse_original_data(request.get(90))
-        original_id = None if original is None else f"{request[41]}:{original.transmission}:{original.stan}"
         ctx.card_data = parse_card_data(request.get(2), request.get(35), request.get(14))
         ctx.amount = parse_amount(request.get(4))
-        if original_id is None:
-            return self._finish(ctx, Result.APPROVED)  # nothing to match: acknowledged without effect
+        if request.get(90) is None:
+            # Without field 90 a reversal names its original by carrying the original's terminal, STAN
+            # and transmission time as its own.
+            original_id = _transfer_id(request)
+        else:
+            original = parse_original_data(request.get(90))
+            if original is None:
+                return self._finish(ctx, Result.FORMAT_ERROR)
+            original_id = f"{request[41]}:{original.transmission}:{original.stan}"
         found = await self.ledger.lookup_transfers([original_id])
         first = found.get(original_id)
         if first is None:
@@ -471,11 +553,13 @@ class Authorizer:
             if amount <= 0:
                 return self._finish(ctx, Result.APPROVED)  # everything was dispensed: nothing to give back
             transfer = _reverse_posted(ctx.transfer_id, first, amount)
-            if first.kind is TransferKind.POST_PENDING:
-                # The ledger reverses only plain posted transfers; a completion is given back by a plain
-                # transfer the other way. Its id ("rev:" + the completion's) still makes it happen once.
+            if first.kind is TransferKind.POST_PENDING or first.reverses_id is not None:
+                # The ledger reverses only plain posted transfers, not a completion nor a void (itself a
+                # reversal); those are undone by a plain transfer the other way. Its id ("rev:" + the
+                # original's) still makes it happen once.
+                what = "completion" if first.kind is TransferKind.POST_PENDING else "void"
                 transfer = dataclasses.replace(
-                    transfer, reverses_id=None, reference=f"reversal of completion {original_id}"
+                    transfer, reverses_id=None, reference=f"reversal of {what} {original_id}"
                 )
         (outcome,) = await self.ledger.create_transfers([transfer])
         if outcome in (
@@ -545,6 +629,19 @@ _STATUS_RESULT = {
 }
 
 
+def _pin_verification(card: Card) -> PinVerification:
+    """How the HSM checks this card's PIN: its product's method, keys and parameters."""
+    product = card.product
+    if product.pin_method is PinMethod.IBM_3624:
+        return Ibm3624Offset(
+            pvk=product.pvk_under_lmk,
+            decimalization_table=product.decimalization_table,
+            validation_data=product.pin_validation_data,
+            check_length=product.pin_check_length,
+        )
+    return VisaPvv(pvk=product.pvk_under_lmk, pvki=card.pvki)
+
+
 def _account_kind(code: str) -> AccountKind:
     try:
         return AccountKind(code)
@@ -578,6 +675,18 @@ def _reverse_posted(transfer_id: str, original: Transfer, amount: int) -> Transf
         reverses_id=original.transfer_id,
         reference=f"reversal of {original.transfer_id}",
     )
+
+
+def _identity(request: Message) -> str | None:
+    """The retransmission key: MTI + terminal + transmission time + STAN, or None if one is missing.
+
+    The MTI is part of it because a reversal may carry its original's terminal, STAN and time (that is
+    how it is matched without field 90): it is another message, not a retransmission of the original.
+    """
+    terminal, transmitted, stan = request.get(41), request.get(7), request.get(11)
+    if not (terminal and transmitted and stan):
+        return None
+    return f"{request.mti}:{terminal}:{transmitted}:{stan}"
 
 
 def _transfer_id(request: Message) -> str:

@@ -17,6 +17,14 @@ as soon as its notification arrives (milliseconds on one host). Two rules keep t
   (an invalidation epoch), so a read racing with a change never re-caches the old value.
 Writes made through this object (PIN tries, terminal keys, PVV) also drop the local entry at once.
 
+"As soon as its notification arrives" still lets a request that reaches a switchd first see the old value.
+For the operator's changes (card status, hot list, black list, through `switchctl`) that is not good
+enough: they must hold for the very next request. So after such a change commits, the writer notifies a
+sync token and waits until every live listener has acknowledged it (migration 0006). Notifications reach a
+listener in commit order, so an acknowledged token means the change's own notification was applied first.
+The hot path pays nothing for this; the writer waits a few milliseconds (at most SYNC_TIMEOUT_S, then it
+warns). Changes made with plain SQL get the notification behaviour only.
+
 Vault keys (`VaultKeyStore`): the PAN data key and hash key are random 32-byte keys, each encrypted by the
 HSM (M0, TDES-CBC) under a ZEK that is itself stored under the LMK. They are created once and loaded at
 start. The HSM is reached through the `DataKeyHsm` protocol (which `hsm.client.HsmClient` satisfies) so
@@ -45,6 +53,7 @@ from switch.domain.model import (
     AccountKind,
     Card,
     CardStatus,
+    DukptPinPad,
     ListEntry,
     ListKind,
     Merchant,
@@ -75,6 +84,12 @@ CHANNEL = "switch_directory"
 # A silent network drop may leave the LISTEN connection "open" forever: probe it this often.
 LISTEN_PROBE_INTERVAL_S = 10.0
 LISTEN_PROBE_TIMEOUT_S = 5.0
+# An operator's change waits at most this long for every listening directory to confirm it has dropped
+# what the change touched (then it warns and returns); a listener whose heartbeat is older than
+# LISTENER_STALE_S is taken for gone and not waited for (migration 0006).
+SYNC_TIMEOUT_S = 5.0
+LISTENER_STALE_S = 3 * LISTEN_PROBE_INTERVAL_S
+SYNC_POLL_S = 0.005
 _log = structlog.get_logger("switch.directory")
 
 
@@ -124,6 +139,12 @@ FROM card_accounts ca JOIN ledger_accounts la ON la.id = ca.account_id
 WHERE ca.card_id = $1 ORDER BY ca.position, ca.account_type
 """
 _PRODUCT_SQL = "SELECT * FROM products WHERE product_id = $1"
+# A DUKPT terminal's PIN pad: its key set's BDK comes with it (migration 0005).
+_TERMINAL_SQL = """
+SELECT t.*, k.bdk_under_lmk AS dukpt_bdk_under_lmk
+FROM terminals t LEFT JOIN dukpt_key_sets k ON k.key_set_id = t.dukpt_key_set_id
+WHERE t.terminal_id = $1
+"""
 
 
 def _masked(first6: str, last4: str, length: int) -> str:
@@ -150,6 +171,9 @@ def _product_from_row(row: asyncpg.Record) -> Product:
         pvk_under_lmk=row["pvk_under_lmk"],
         cvk_under_lmk=row["cvk_under_lmk"],
         hold_expiry_s=row["hold_expiry_s"],
+        decimalization_table=row["decimalization_table"],
+        pin_validation_data=row["pin_validation_data"],
+        pin_check_length=row["pin_check_length"],
     )
 
 
@@ -164,6 +188,13 @@ def _terminal_from_row(row: asyncpg.Record) -> Terminal:
         tpk_under_lmk=row["tpk_under_lmk"],
         tak_under_lmk=row["tak_under_lmk"],
         mac_required=row["mac_required"],
+        dukpt=None
+        if row["dukpt_key_set_id"] is None
+        else DukptPinPad(
+            key_set_id=row["dukpt_key_set_id"],
+            bdk_under_lmk=row["dukpt_bdk_under_lmk"],
+            device_id=row["dukpt_device_id"],
+        ),
     )
 
 
@@ -206,6 +237,8 @@ class PgDirectory:
         self._epoch = 0
         self._listening = False
         self.notifications_received = 0
+        self._sync_wanted = 0  # the highest sync token notified: the LISTEN loop acknowledges it
+        self._wake = trio.Event()  # wakes the LISTEN loop: a sync token to acknowledge, or the link lost
 
     # -- cache control --
 
@@ -247,10 +280,19 @@ class PgDirectory:
             self._card_hash_by_id.clear()
         elif table == "terminals":
             self._terminals.pop(key, None)
+        elif table == "dukpt_key_sets":
+            # Cached terminals embed their key set's BDK: drop them all (key sets change rarely).
+            self._terminals.clear()
         elif table == "merchants":
             self._merchants.pop(key, None)
         elif table in ("hot_list", "black_list"):
             self._lists = None
+        elif table == "sync":
+            # A writer waits until we confirm; notifications come in commit order, so everything its
+            # change touched has been dropped above by now.
+            with contextlib.suppress(ValueError):
+                self._sync_wanted = max(self._sync_wanted, int(key))
+            self._wake.set()
         # bin_ranges and unknown tables: nothing cached here depends on them.
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -281,9 +323,13 @@ class PgDirectory:
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(self._on_notification, str(payload))
 
+        def lose() -> None:
+            lost.set()
+            self._wake.set()
+
         def on_terminate(_conn: AnyConnection) -> None:
             with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(lost.set)
+                token.run_sync_soon(lose)
 
         dsn = self._db.settings.dsn
         application_name = self._db.settings.application_name
@@ -299,28 +345,104 @@ class PgDirectory:
             return conn
 
         conn = await bridge.call(connect)
+        listener_id = os.urandom(8).hex()
         try:
             # Anything cached before now may have missed notifications.
             self.clear_caches()
+            acked = await self._register_listener(listener_id)
             self._listening = True
             _log.info("directory_listening")
             on_listening()
+            probe_at = trio.current_time() + LISTEN_PROBE_INTERVAL_S
             while not lost.is_set():
-                with trio.move_on_after(LISTEN_PROBE_INTERVAL_S):
-                    await lost.wait()
-                if not lost.is_set():
-                    with trio.fail_after(LISTEN_PROBE_TIMEOUT_S):
+                with trio.move_on_at(probe_at):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                if lost.is_set():
+                    break
+                with trio.fail_after(LISTEN_PROBE_TIMEOUT_S):
+                    if trio.current_time() >= probe_at:
                         await bridge.call(lambda: conn.fetchval("SELECT 1"))
+                        probe_at = trio.current_time() + LISTEN_PROBE_INTERVAL_S
+                        # Also the heartbeat that keeps writers waiting for this listener.
+                        acked = await self._acknowledge(listener_id, max(acked, self._sync_wanted))
+                    elif self._sync_wanted > acked:
+                        acked = await self._acknowledge(listener_id, self._sync_wanted)
         except trio.TooSlowError:
             _log.warning("directory_listen_probe_timeout")
         finally:
             self._listening = False
             self.clear_caches()
+            # Best effort: a row left behind is ignored once its heartbeat is stale.
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(LISTEN_PROBE_TIMEOUT_S),
+                contextlib.suppress(Exception),
+            ):
+                await self._db.execute("DELETE FROM directory_listeners WHERE listener_id = $1", listener_id)
             with trio.CancelScope(shield=True):
                 try:
                     await bridge.call(lambda: conn.close(timeout=2.0))
                 except Exception:  # closing a broken connection may fail any way: cut it instead
                     bridge.loop.call_soon_threadsafe(conn.terminate)
+
+    async def _register_listener(self, listener_id: str) -> int:
+        """Enter this LISTEN session in directory_listeners; the sync token it starts from.
+
+        It starts at the token sequence's current value: it has just cleared its caches, so every change
+        committed before is already seen, and any later sync notification reaches it.
+        """
+
+        async def work(conn: AnyConnection) -> int:
+            await conn.execute(
+                "DELETE FROM directory_listeners WHERE seen_at < now() - make_interval(secs => $1)",
+                LISTENER_STALE_S,
+            )
+            token: int = await conn.fetchval(
+                "INSERT INTO directory_listeners (listener_id, acked_token) "
+                "SELECT $1, CASE WHEN is_called THEN last_value ELSE 0 END FROM directory_change_token "
+                "RETURNING acked_token",
+                listener_id,
+            )
+            return token
+
+        return await self._db.run(work)
+
+    async def _acknowledge(self, listener_id: str, token: int) -> int:
+        # An upsert: a row removed meanwhile (taken for stale after a long stall) comes back.
+        await self._db.execute(
+            "INSERT INTO directory_listeners (listener_id, acked_token) VALUES ($1, $2) "
+            "ON CONFLICT (listener_id) DO UPDATE "
+            "SET acked_token = greatest(directory_listeners.acked_token, $2), seen_at = now()",
+            listener_id,
+            token,
+        )
+        return token
+
+    async def _sync_listeners(self) -> None:
+        """Return once every listening directory (every switchd) has dropped what our committed change
+        touched, so the very next request anywhere sees it; warn after SYNC_TIMEOUT_S instead.
+
+        For operator writes only (rare): the pipeline's own writes are not waited for.
+        """
+        token: int = await self._db.fetchval(
+            "WITH s AS (SELECT nextval('directory_change_token') AS t) "
+            "SELECT t, pg_notify($1, 'sync:' || t) FROM s",
+            CHANNEL,
+        )
+        waiting = 0
+        with trio.move_on_after(SYNC_TIMEOUT_S):
+            while True:
+                waiting = await self._db.fetchval(
+                    "SELECT count(*) FROM directory_listeners "
+                    "WHERE acked_token < $1 AND seen_at >= now() - make_interval(secs => $2)",
+                    token,
+                    LISTENER_STALE_S,
+                )
+                if not waiting:
+                    return
+                await trio.sleep(SYNC_POLL_S)
+        _log.warning("directory_change_unconfirmed", listeners=waiting, timeout_s=SYNC_TIMEOUT_S)
 
     def _store(self, epoch: int) -> bool:
         """May a value read since `epoch` be cached?"""
@@ -397,7 +519,7 @@ class PgDirectory:
         if self._listening and terminal_id in self._terminals:
             return self._terminals[terminal_id]
         epoch = self._epoch
-        row = await self._db.fetchrow("SELECT * FROM terminals WHERE terminal_id = $1", terminal_id)
+        row = await self._db.fetchrow(_TERMINAL_SQL, terminal_id)
         value = _terminal_from_row(row) if row is not None else None
         if self._store(epoch):
             if value is None and len(self._terminals) >= NEGATIVE_ENTRIES_MAX:
@@ -539,6 +661,7 @@ class PgDirectory:
         if card_id is None:
             raise DirectoryError(f"no card {pan.masked}")
         self._drop_card(card_id)
+        await self._sync_listeners()
         card = await self._load_card(pan_hash)
         assert card is not None
         return card
@@ -558,6 +681,7 @@ class PgDirectory:
         )
         self._epoch += 1
         self._lists = None
+        await self._sync_listeners()
 
     async def hot_list_remove(self, pan: Pan) -> bool:
         status = await self._db.execute(
@@ -565,6 +689,7 @@ class PgDirectory:
         )
         self._epoch += 1
         self._lists = None
+        await self._sync_listeners()
         return not status.endswith(" 0")
 
     async def hot_list_rows(self) -> list[HotListRow]:
@@ -611,6 +736,7 @@ class PgDirectory:
         )
         self._epoch += 1
         self._lists = None
+        await self._sync_listeners()
         return display
 
     async def black_list_remove(self, kind: str, value: str) -> bool:
@@ -618,6 +744,7 @@ class PgDirectory:
         status = await self._db.execute("DELETE FROM black_list WHERE kind = $1 AND value = $2", kind, stored)
         self._epoch += 1
         self._lists = None
+        await self._sync_listeners()
         return not status.endswith(" 0")
 
     async def black_list_rows(self) -> list[BlackListRow]:

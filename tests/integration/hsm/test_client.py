@@ -168,6 +168,16 @@ async def test_diagnostics_and_echo(client: HsmClient) -> None:
     assert await client.echo("hello") == "hello"
 
 
+async def test_zero_length_header_works_over_tcp(nursery: trio.Nursery) -> None:
+    """If hsmd and the client are configured with no message header, then calls are answered."""
+    server = HsmServer(processor(header_length=0), ServerConfig(host="127.0.0.1", port=0))
+    ports = await nursery.start(server.run)
+    hsm = HsmClient(TcpTransport("127.0.0.1", ports[0]), header_length=0)
+    assert await hsm.echo("no header") == "no header"
+    await hsm.aclose()
+    server.stop()
+
+
 async def test_concurrent_calls_share_the_pool(client: HsmClient) -> None:
     """If 50 calls run concurrently, then each gets its own answer."""
     results: dict[int, str] = {}
@@ -179,3 +189,42 @@ async def test_concurrent_calls_share_the_pool(client: HsmClient) -> None:
         for n in range(50):
             nursery.start_soon(one, n)
     assert results == {n: f"{n:03d}" for n in range(50)}
+
+
+async def test_verify_pin_pvv_dukpt(client: HsmClient) -> None:
+    """If a DUKPT PIN block is checked against its PVV (GQ), then True; against another PVV, False."""
+    common = {"bdk": W_BDK, "pvk": W_PVK, "ksn": KSN, "pin_block": DUKPT_BLOCK, "account": ACCOUNT, "pvki": 1}
+    assert await client.verify_pin_pvv_dukpt(pvv=PVV, **common)  # type: ignore[arg-type]
+    assert not await client.verify_pin_pvv_dukpt(pvv=WRONG_PVV, **common)  # type: ignore[arg-type]
+
+
+async def test_verify_pin_ibm_dukpt(client: HsmClient) -> None:
+    """If a DUKPT PIN block is checked against its IBM offset (GO), then True; against another, False."""
+    common = {
+        "bdk": W_BDK,
+        "pvk": W_PVK,
+        "ksn": KSN,
+        "pin_block": DUKPT_BLOCK,
+        "account": ACCOUNT,
+        "decimalization_table": DECIMALIZATION_TABLE,
+        "validation_data": VALIDATION_TEMPLATE,
+        "check_length": 4,
+    }
+    assert await client.verify_pin_ibm_dukpt(offset=OFFSET, **common)  # type: ignore[arg-type]
+    wrong = f"{(int(OFFSET) + 1) % 10000:04d}"
+    assert not await client.verify_pin_ibm_dukpt(offset=wrong, **common)  # type: ignore[arg-type]
+
+
+async def test_new_pin_offset_through_the_lmk(client: HsmClient) -> None:
+    """If a ZPK PIN block goes to the LMK (JE) and an offset is made from it (DE), then it is the PIN's offset."""
+    pin_under_lmk = await client.translate_pin_zpk_to_lmk(zpk=W_ZPK, pin_block=ZPK_BLOCK, account=ACCOUNT)
+    assert len(pin_under_lmk) == len(PIN) + 1
+    offset = await client.generate_ibm_offset(
+        pvk=W_PVK,
+        pin_under_lmk=pin_under_lmk,
+        account=ACCOUNT,
+        decimalization_table=DECIMALIZATION_TABLE,
+        validation_data=VALIDATION_TEMPLATE,
+        check_length=4,
+    )
+    assert offset == OFFSET

@@ -333,3 +333,26 @@ async def test_lost_listen_connection_reconnects_and_caching_resumes(
 
     await _eventually(stolen_and_caching)
     nursery.cancel_scope.cancel()
+
+
+async def test_dukpt_key_set_change_reaches_cached_terminals(
+    listening: PgDirectory, db: Database, card_id: int
+) -> None:
+    """If a DUKPT terminal's key set gets a new BDK, then the cached terminal follows."""
+    await db.execute(
+        "INSERT INTO dukpt_key_sets (key_set_id, bdk_under_lmk) VALUES ('FFFF987654', 'U' || repeat('A', 32))"
+    )
+    await db.execute(
+        "UPDATE terminals SET dukpt_key_set_id = 'FFFF987654', dukpt_device_id = 7 WHERE terminal_id = $1",
+        TERMINAL,
+    )
+
+    async def dukpt_bdk(expected: str) -> bool:
+        t = await listening.terminal(TERMINAL)
+        return t is not None and t.dukpt is not None and t.dukpt.bdk_under_lmk == expected
+
+    await _eventually(lambda: dukpt_bdk("U" + "A" * 32))
+    await db.execute("UPDATE dukpt_key_sets SET bdk_under_lmk = 'U' || repeat('B', 32)")
+    await _eventually(lambda: dukpt_bdk("U" + "B" * 32))
+    terminal = await listening.terminal(TERMINAL)
+    assert terminal is not None and terminal.dukpt is not None and terminal.dukpt.device_id == 7

@@ -29,6 +29,7 @@ async def test_seed_builds_the_demo_world_then_does_nothing(
     print(f"seed took {time.monotonic() - started:.2f} s")
     assert first.created
     assert (first.debit_cards, first.prepaid_cards) == (demo.DEBIT_CARD_COUNT, demo.PREPAID_CARD_COUNT)
+    assert (first.ibm_cards, first.dukpt_terminals) == (demo.IBM_CARD_COUNT, len(demo.DUKPT_TERMINALS))
     assert set(first.special_cards) == set(demo.SPECIAL_CARDS)
     counts = await db.fetchrow(
         "SELECT (SELECT count(*) FROM cards) AS cards, (SELECT count(*) FROM terminals) AS terminals, "
@@ -36,14 +37,14 @@ async def test_seed_builds_the_demo_world_then_does_nothing(
     )
     assert counts is not None
     assert dict(counts) == {
-        "cards": demo.DEBIT_CARD_COUNT + demo.PREPAID_CARD_COUNT,
-        "terminals": len(demo.POS_TERMINALS) + len(demo.ATM_TERMINALS),
+        "cards": demo.DEBIT_CARD_COUNT + demo.PREPAID_CARD_COUNT + demo.IBM_CARD_COUNT,
+        "terminals": len(demo.POS_TERMINALS) + len(demo.ATM_TERMINALS) + len(demo.DUKPT_TERMINALS),
         "merchants": 2,
         "hot": 1,
     }
     second = await seed_demo(db, ledger, hsm_client, vault)
-    assert not second.created
-    assert await db.fetchval("SELECT count(*) FROM cards") == demo.DEBIT_CARD_COUNT + demo.PREPAID_CARD_COUNT
+    assert not second.created and not second.added
+    assert await db.fetchval("SELECT count(*) FROM cards") == counts["cards"]
 
 
 async def test_seeded_cards_match_the_spec(

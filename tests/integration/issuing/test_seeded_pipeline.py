@@ -28,12 +28,12 @@ from switch.ports import CardDirectory
 CODEC = Codec("terminal")
 TPK_CLEAR = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 TAK_CLEAR = bytes.fromhex("89ABCDEF0123456776543210FEDCBA98")
-NOW = datetime(2026, 11, 23, 19, 35, tzinfo=UTC)
 
 
-class FixedClock:
+class SystemClock:
+    # The real time: the seed makes its cards valid from the day it runs (activation date = today).
     def now(self) -> datetime:
-        return NOW
+        return datetime.now(UTC)
 
 
 async def test_seeded_cards_get_the_documented_answers(
@@ -52,7 +52,7 @@ async def test_seeded_cards_get_the_documented_answers(
         directory=as_port,
         ledger=ledger,
         hsm=ClientHsm(hsm_client),
-        clock=FixedClock(),
+        clock=SystemClock(),
         respond=lambda request, code: CODEC.response(request, response_code=code),
         encode=CODEC.encode_message,
     )

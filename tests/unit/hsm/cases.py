@@ -99,6 +99,18 @@ def _wrong_account_pin_under_lmk() -> str:
 
 
 BAD_PIN_UNDER_LMK = _wrong_account_pin_under_lmk()
+W_ZMK_BAD_PARITY = _V.wrap(_BAD_PARITY, ZMK, "U")
+W_PVK_BAD_PARITY = _V.wrap(_BAD_PARITY, PVK, "U")
+W_CVK_BAD_PARITY = _V.wrap(_BAD_PARITY, CVK, "U")
+W_ZAK_BAD_PARITY = _V.wrap(_BAD_PARITY, ZAK, "U")
+W_BDK_BAD_PARITY = _V.wrap(_BAD_PARITY, BDK, "U")
+W_ZEK_BAD_PARITY = _V.wrap(_BAD_PARITY, ZEK, "U")
+W_BDK_SINGLE = _V.wrap(CLEAR_BDK[:8], BDK, "Z")
+W_CVK_SINGLE = _V.wrap(CLEAR_CVK[:8], CVK, "Z")
+BAD_PARITY_UNDER_ZMK_X = "X" + tdes_ecb_encrypt(CLEAR_ZMK, _BAD_PARITY).hex().upper()
+ZERO_KEY_UNDER_ZMK_X = "X" + tdes_ecb_encrypt(CLEAR_ZMK, bytes(16)).hex().upper()
+MESSAGE_16 = MESSAGE[:16]  # whole blocks, for padding method 0
+MAC_ALG3_NO_PADDING = mac.iso9797_mac(CLEAR_ZAK, MESSAGE_16, 3, 1, 8).hex().upper()
 
 
 def _mac_fields(size: str, alg: str, pad: str, kt: str, key: str, data: bytes, fmt: str = "0") -> str:
@@ -158,6 +170,12 @@ def _check_a6(data: str) -> None:
     assert data[33:] == kcv_tdes(CLEAR_ZPK, 6)
 
 
+def _check_parity_forced(data: str) -> None:
+    # The key was sent with one even-parity byte: stored with odd parity forced, check value unchanged.
+    assert _unwrap(data[:33], "001") == with_odd_parity(_BAD_PARITY)
+    assert data[33:39] == kcv_tdes(_BAD_PARITY, 6)
+
+
 def _check_gc(data: str) -> None:
     assert data[:1] == "U"
     assert decrypt_under_key(CLEAR_ZMK, bytes.fromhex(data[1:33]), "U") == CLEAR_ZPK
@@ -212,6 +230,7 @@ CASES: list[Case] = [
         "A6",
         "001" + W_ZMK + "X" + tdes_ecb_encrypt(CLEAR_ZMK, _BAD_PARITY).hex().upper() + "U",
         "01",
+        _check_parity_forced,
     ),
     Case("BU check value 16H", "BU", f"011{W_ZPK}", "00", _equals(kcv_tdes(CLEAR_ZPK, 16))),
     Case("BU check value FF + 6H", "BU", f"FF1{W_CVK};402;001", "00", _equals(kcv_tdes(CLEAR_CVK, 6))),
@@ -291,6 +310,36 @@ CASES: list[Case] = [
     Case("DC single-length PVK", "DC", f"{W_TPK}Z{W_PVK_SINGLE}{TPK_BLOCK}01{ACCOUNT}1{PVV}", "27"),
     Case("EC PVV verify", "EC", f"{W_ZPK}{W_PVK}{ZPK_BLOCK}01{ACCOUNT}1{PVV}", "00"),
     Case("EC PVV wrong", "EC", f"{W_ZPK}{W_PVK}{ZPK_BLOCK}01{ACCOUNT}1{WRONG_PVV}", "01"),
+    # PIN verification of DUKPT PIN blocks
+    Case("GQ DUKPT PVV verify", "GQ", f"0{W_BDK}{W_PVK}A05{KSN}{DUKPT_BLOCK}01{ACCOUNT}1{PVV}", "00"),
+    Case("GQ DUKPT PVV wrong", "GQ", f"0{W_BDK}{W_PVK}A05{KSN}{DUKPT_BLOCK}01{ACCOUNT}1{WRONG_PVV}", "01"),
+    Case("GQ block under the TPK", "GQ", f"0{W_BDK}{W_PVK}A05{KSN}{TPK_BLOCK}01{ACCOUNT}1{PVV}", "20"),
+    Case("GQ mode 1 not supported", "GQ", f"1{W_BDK}{W_PVK}A05{KSN}{DUKPT_BLOCK}01{ACCOUNT}1{PVV}", "15"),
+    Case("GQ format 2 refused", "GQ", f"0{W_BDK}{W_PVK}A05{KSN}{DUKPT_BLOCK}34{ACCOUNT}1{PVV}", "23"),
+    Case(
+        "GQ BDK parity",
+        "GQ",
+        f"0{_V.wrap(_BAD_PARITY, BDK, 'U')}{W_PVK}A05{KSN}{DUKPT_BLOCK}01{ACCOUNT}1{PVV}",
+        "10",
+    ),
+    Case(
+        "GO DUKPT IBM verify",
+        "GO",
+        f"0{W_BDK}{W_PVK}A05{KSN}{DUKPT_BLOCK}01{_IBM}{OFFSET.ljust(12, 'F')}",
+        "00",
+    ),
+    Case(
+        "GO DUKPT IBM wrong offset",
+        "GO",
+        f"0{W_BDK}{W_PVK}A05{KSN}{DUKPT_BLOCK}01{_IBM}{'9999' if OFFSET != '9999' else '0000'}FFFFFFFF",
+        "01",
+    ),
+    Case(
+        "GO check length above the PIN length",
+        "GO",
+        f"0{W_BDK}{W_PVK}A05{KSN}{DUKPT_BLOCK}0106{_IBM[2:]}{OFFSET.ljust(12, 'F')}",
+        "01",
+    ),
     # card verification values
     Case("CW generate CVV", "CW", f"{W_CVK}{CVV_PAN};8701111", "00", _equals(CVV_111)),
     Case("CY verify CVV", "CY", f"{W_CVK}{CVV_111}{CVV_PAN};8701111", "00"),
@@ -352,4 +401,92 @@ CASES: list[Case] = [
         _check_translation(CLEAR_ZPK, 0, "01"),
     ),
     Case("other LMK identifier refused", "JG", f"{W_ZPK}01{ACCOUNT}{PIN_UNDER_LMK}%01", "15"),
+]
+
+# Every documented error code of every command: the cases above cover the first ones written, these the rest.
+_TRANSLATE = f"12{ZPK_BLOCK}0101{ACCOUNT}"
+_DA_TAIL = f"{_IBM}{OFFSET.ljust(12, 'F')}"
+CASES += [
+    Case("B2 length beyond the data", "B2", "0010PING", "15"),
+    Case("A0 bad ZMK/TMK flag", "A0", f"1001U;7{W_ZMK}X", "15"),
+    Case("A0 ZMK parity", "A0", f"1001U;0{W_ZMK_BAD_PARITY}X", "10"),
+    Case("A4 component parity", "A4", f"2000U{W_ZMK_BAD_PARITY}{_V.wrap(COMPONENT_2, ZMK, 'U')}", "10"),
+    Case("A4 component shorter than the scheme", "A4", f"2000T{W_ZMK}{W_ZMK}", "27"),
+    Case("A4 unknown key type", "A4", f"27FFU{W_ZMK}{W_ZMK}", "04"),
+    Case("A4 bad scheme", "A4", f"2000Q{W_ZMK}{W_ZMK}", "26"),
+    Case("A6 unknown key type", "A6", f"7FF{W_ZMK}{ZPK_UNDER_ZMK_X}U", "04"),
+    Case("A6 ZMK parity", "A6", f"001{W_ZMK_BAD_PARITY}{ZPK_UNDER_ZMK_X}U", "10"),
+    Case("A6 bad scheme", "A6", f"001{W_ZMK}{ZPK_UNDER_ZMK_X}Q", "26"),
+    Case("A6 scheme length mismatch", "A6", f"001{W_ZMK}{ZPK_UNDER_ZMK_X}T", "27"),
+    Case("A8 unknown key type", "A8", f"7FF{W_ZMK}{W_ZPK}X", "04"),
+    Case("A8 bad scheme", "A8", f"001{W_ZMK}{W_ZPK}Q", "26"),
+    Case("BU unknown key type code", "BU", f"051{W_ZPK}", "04"),
+    Case("BU key parity", "BU", f"011{W_ZPK_BAD_PARITY}", "10"),
+    Case("FA ZPK parity advice", "FA", f"{W_ZMK}{BAD_PARITY_UNDER_ZMK_X};XU1", "01", _check_parity_forced),
+    Case("FA all-zero ZPK", "FA", f"{W_ZMK}{ZERO_KEY_UNDER_ZMK_X}", "11"),
+    Case("FA ZMK parity", "FA", f"{W_ZMK_BAD_PARITY}{ZPK_UNDER_ZMK_X}", "10"),
+    Case("FA bad scheme", "FA", f"{W_ZMK}{ZPK_UNDER_ZMK_X};XQ1", "26"),
+    Case("FA scheme length mismatch", "FA", f"{W_ZMK}{ZPK_UNDER_ZMK_X};XT1", "27"),
+    Case("GC ZMK parity", "GC", f"{W_ZMK_BAD_PARITY}{W_ZPK}", "10"),
+    Case("GC ZPK parity", "GC", f"{W_ZMK}{W_ZPK_BAD_PARITY}", "11"),
+    Case("GC scheme length mismatch", "GC", f"{W_ZMK}{W_ZPK};ZU1", "27"),
+    Case("CC source ZPK parity", "CC", f"{W_ZPK_BAD_PARITY}{W_ZPK2}{_TRANSLATE}", "10"),
+    Case("CC destination ZPK parity", "CC", f"{W_ZPK}{W_ZPK_BAD_PARITY}{_TRANSLATE}", "11"),
+    Case("CC bad destination format", "CC", f"{W_ZPK}{W_ZPK2}12{ZPK_BLOCK}0199{ACCOUNT}", "23"),
+    Case(
+        "CI 16-digit KSN with descriptor 605",
+        "CI",
+        f"{W_BDK}{W_ZPK}605{KSN[4:]}{DUKPT_BLOCK}01{ACCOUNT}",
+        "00",
+        _check_translation(CLEAR_ZPK, 0, "01"),
+    ),
+    Case("CI descriptor beyond 20 digits", "CI", f"{W_BDK}{W_ZPK}FF5{KSN}{DUKPT_BLOCK}01{ACCOUNT}", "15"),
+    Case("CI BDK parity", "CI", f"{W_BDK_BAD_PARITY}{W_ZPK}A05{KSN}{DUKPT_BLOCK}01{ACCOUNT}", "10"),
+    Case("CI ZPK parity", "CI", f"{W_BDK}{W_ZPK_BAD_PARITY}A05{KSN}{DUKPT_BLOCK}01{ACCOUNT}", "11"),
+    Case("CI single-length BDK", "CI", f"Z{W_BDK_SINGLE}{W_ZPK}A05{KSN}{DUKPT_BLOCK}01{ACCOUNT}", "27"),
+    Case("CI PIN block under another key", "CI", f"{W_BDK}{W_ZPK}A05{KSN}{TPK_BLOCK}01{ACCOUNT}", "20"),
+    Case("CI bad destination format", "CI", f"{W_BDK}{W_ZPK}A05{KSN}{DUKPT_BLOCK}99{ACCOUNT}", "23"),
+    Case("JC TPK parity", "JC", f"{W_TPK_BAD_PARITY}{TPK_BLOCK}01{ACCOUNT}", "10"),
+    Case("JC bad format", "JC", f"{W_TPK}{TPK_BLOCK}99{ACCOUNT}", "23"),
+    Case("JE ZPK parity", "JE", f"{W_ZPK_BAD_PARITY}{ZPK_BLOCK}01{ACCOUNT}", "10"),
+    Case("JE bad format", "JE", f"{W_ZPK}{ZPK_BLOCK}99{ACCOUNT}", "23"),
+    Case("JE PIN block under another key", "JE", f"{W_ZPK}{TPK_BLOCK}01{ACCOUNT}", "20"),
+    Case("JG ZPK parity", "JG", f"{W_ZPK_BAD_PARITY}01{ACCOUNT}{PIN_UNDER_LMK}", "10"),
+    Case("JG bad format", "JG", f"{W_ZPK}99{ACCOUNT}{PIN_UNDER_LMK}", "23"),
+    Case("JG PIN under LMK too short", "JG", f"{W_ZPK}01{ACCOUNT}1234", "24"),
+    Case("JG PIN under LMK not digits", "JG", f"{W_ZPK}01{ACCOUNT}12A45", "15"),
+    Case("DE PVK parity", "DE", f"{W_PVK_BAD_PARITY}{PIN_UNDER_LMK}{_IBM}", "10"),
+    Case("DE check length 03", "DE", f"{W_PVK}{PIN_UNDER_LMK}03{_IBM[2:]}", "15"),
+    Case("DE wrong account", "DE", f"{W_PVK}{BAD_PIN_UNDER_LMK}{_IBM}", "20"),
+    Case("DG PVK parity", "DG", f"{W_PVK_BAD_PARITY}{PIN_UNDER_LMK}{ACCOUNT}1", "10"),
+    Case("DG wrong account", "DG", f"{W_PVK}{BAD_PIN_UNDER_LMK}{ACCOUNT}1", "20"),
+    Case("DA TPK parity", "DA", f"{W_TPK_BAD_PARITY}{W_PVK}12{TPK_BLOCK}01{_DA_TAIL}", "10"),
+    Case("DA PVK parity", "DA", f"{W_TPK}{W_PVK_BAD_PARITY}12{TPK_BLOCK}01{_DA_TAIL}", "11"),
+    Case("DA bad format", "DA", f"{W_TPK}{W_PVK}12{TPK_BLOCK}99{_DA_TAIL}", "23"),
+    Case("DA invalid PIN block", "DA", f"{W_TPK}{W_PVK}12{GARBAGE_BLOCK}01{_DA_TAIL}", "20"),
+    Case("DA PIN longer than maximum", "DA", f"{W_TPK}{W_PVK}04{LONG_PIN_BLOCK}01{_DA_TAIL}", "24"),
+    Case("DA check length 00", "DA", f"{W_TPK}{W_PVK}12{TPK_BLOCK}0100{_DA_TAIL[2:]}", "15"),
+    Case("EA ZPK parity", "EA", f"{W_ZPK_BAD_PARITY}{W_PVK}12{ZPK_BLOCK}01{_DA_TAIL}", "10"),
+    Case("DC TPK parity", "DC", f"{W_TPK_BAD_PARITY}{W_PVK}{TPK_BLOCK}01{ACCOUNT}1{PVV}", "10"),
+    Case("DC invalid PIN block", "DC", f"{W_TPK}{W_PVK}{GARBAGE_BLOCK}01{ACCOUNT}1{PVV}", "20"),
+    Case("DC bad format", "DC", f"{W_TPK}{W_PVK}{TPK_BLOCK}99{ACCOUNT}1{PVV}", "23"),
+    Case("EC ZPK parity", "EC", f"{W_ZPK_BAD_PARITY}{W_PVK}{ZPK_BLOCK}01{ACCOUNT}1{PVV}", "10"),
+    Case("CW CVK parity", "CW", f"{W_CVK_BAD_PARITY}{CVV_PAN};8701111", "10"),
+    Case("CW single-length CVK", "CW", f"Z{W_CVK_SINGLE}{CVV_PAN};8701111", "27"),
+    Case("CW PAN not digits", "CW", f"{W_CVK}41234567890123X5;8701111", "15"),
+    Case("CY CVK parity", "CY", f"{W_CVK_BAD_PARITY}{CVV_111}{CVV_PAN};8701111", "10"),
+    Case("CY single-length CVK", "CY", f"Z{W_CVK_SINGLE}{CVV_111}{CVV_PAN};8701111", "27"),
+    Case(
+        "M6 no padding, whole blocks",
+        "M6",
+        _mac_fields("1", "3", "0", "008", W_ZAK, MESSAGE_16),
+        "00",
+        _equals(MAC_ALG3_NO_PADDING),
+    ),
+    Case("M6 no padding, partial block", "M6", _mac_fields("1", "3", "0", "008", W_ZAK, MESSAGE), "06"),
+    Case("M6 odd hex length", "M6", f"01132008{W_ZAK}0003ABC", "06"),
+    Case("M6 key parity", "M6", _mac_fields("1", "3", "2", "008", W_ZAK_BAD_PARITY, MESSAGE), "10"),
+    Case("M8 MAC too short", "M8", _mac_fields("1", "3", "2", "008", W_ZAK, MESSAGE) + MAC_ALG3[:8], "15"),
+    Case("M2 key parity", "M2", f"001100A{W_ZEK_BAD_PARITY}0020{DATA_BLOCKS.hex().upper()}", "10"),
+    Case("M2 odd hex length", "M2", f"001100A{W_ZEK}001F{DATA_BLOCKS.hex().upper()[:31]}", "06"),
 ]

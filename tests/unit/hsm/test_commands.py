@@ -77,6 +77,15 @@ def test_import_parity_advice_still_returns_the_key() -> None:
     assert len(data) == 33 + 6
 
 
+def test_every_command_has_a_success_case_and_an_error_case() -> None:
+    """If a command is implemented, then the case table (run in-process, over TCP and against hsmd) covers it."""
+    covered_ok = {c.command for c in CASES if c.error == "00"}
+    covered_error = {c.command for c in CASES if c.error != "00"}
+    implemented = set(processor().command_codes)
+    assert implemented - covered_ok == set()
+    assert implemented - {"NC"} - covered_error == set()  # NC has no failure mode
+
+
 def test_every_command_in_the_brief_is_implemented() -> None:
     """If the processor lists its commands, then every command the switch relies on is there."""
     required = {

@@ -45,6 +45,20 @@ def test_m0_binary_input_and_output_formats_carry_raw_bytes() -> None:
     assert data == "0008" + tdes_ecb_encrypt(CLEAR_ZEK, clear).decode("latin-1")
 
 
+def test_m0_binary_message_ending_like_an_lmk_identifier_is_data() -> None:
+    """If a binary M0 message ends in "%01", then those bytes are encrypted as data, not refused as an LMK id."""
+    clear = b"ABCDE%01"
+    code, data = call(processor(), "M0", f"000000A{ZEK_UNDER_LMK}0008" + clear.decode())
+    assert code == "00"
+    assert data == "0008" + tdes_ecb_encrypt(CLEAR_ZEK, clear).decode("latin-1")
+
+
+def test_m0_accepts_lmk_identifier_00_after_the_message() -> None:
+    """If "%00" follows the M0 message, then it is taken as the LMK identifier and the answer is unchanged."""
+    fields = _fields("00", DATA.hex().upper())
+    assert call(processor(), "M0", fields + "%00") == call(processor(), "M0", fields)
+
+
 async def test_client_round_trip_in_both_modes() -> None:
     """If the client encrypts then decrypts with the same key, mode and IV, then it gets the data back."""
     client = HsmClient(InProcessTransport(processor()))

@@ -107,6 +107,17 @@ def test_tampered_lmk_file_is_refused(tmp_path: Path) -> None:
         load_lmk_file(path, "right")
 
 
+def test_lmk_file_with_edited_check_value_is_refused(tmp_path: Path) -> None:
+    """If the recorded check value of an LMK file is changed, then loading refuses the file."""
+    path = tmp_path / "lmk.json"
+    write_lmk_file(path, VariantLmk.generate(), "right", scrypt_n=_FAST_SCRYPT_N)
+    document = json.loads(path.read_text())
+    document["check_value"] = VariantLmk.test_lmk().check_value()
+    path.write_text(json.dumps(document))
+    with pytest.raises(LmkFileError, match="check value"):
+        load_lmk_file(path, "right")
+
+
 @pytest.mark.parametrize("content", ["", "{", '{"format": "other"}', '{"format": "cardswitch-hsm-lmk-v1"}'])
 def test_malformed_lmk_file_is_refused(tmp_path: Path, content: str) -> None:
     """If the LMK file is not a valid LMK document, then LmkFileError is raised (not a KeyError or crash)."""

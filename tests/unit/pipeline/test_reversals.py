@@ -1,0 +1,111 @@
+"""Reversals, voids and holds through the pipeline: how an original is matched, what a reversal of each
+kind gives back, and what happens when there is nothing (left) to reverse. Reference ledger, in-memory
+directory, in-process HSM; no I/O."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.unit.pipeline.world import MERCHANT_ACCOUNT, NOW, World
+
+
+@pytest.fixture
+async def world():
+    w = World()
+    await w.fund(100_000)
+    return w
+
+
+def original_data(request) -> str:
+    return request.mti + request[11] + request[7] + "0" * 22
+
+
+async def test_reversal_without_field_90_matches_by_terminal_stan_and_time(world):
+    """If a reversal carries its purchase's terminal, STAN and time instead of field 90, then it reverses it."""
+    purchase = world.request(amount=2000, stan="000500")
+    assert (await world.send(purchase))[39] == "00"
+    reversal = world.request("0400", "000000", 2000, stan="000500", pin=None)
+    response = await world.send(reversal)
+    assert (response.mti, response[39]) == ("0410", "00")
+    assert await world.available() == 100_000
+
+
+async def test_reversal_with_malformed_field_90_is_a_format_error(world):
+    """If a reversal's field 90 is not 42 digits, then it is answered 30 and nothing moves."""
+    purchase = world.request(amount=2000)
+    await world.send(purchase)
+    reversal = world.request("0400", "000000", 2000, pin=None, extra={90: original_data(purchase)[:-1]})
+    assert (await world.send(reversal))[39] == "30"
+    assert await world.available() == 100_000 - 2000
+
+
+async def test_reversal_of_a_void_takes_the_purchase_again(world):
+    """If the void of a purchase is reversed, then the purchase's amount is debited again, once."""
+    purchase = world.request(amount=2500)
+    await world.send(purchase)
+    void = world.request("0200", "020000", 2500, pin=None, extra={90: original_data(purchase)})
+    assert (await world.send(void))[39] == "00"
+    for mti in ("0400", "0401"):
+        reversal = world.request(mti, "020000", 2500, pin=None, extra={90: original_data(void)})
+        assert (await world.send(reversal))[39] == "00"
+    assert await world.available() == 100_000 - 2500
+    assert await world.available(MERCHANT_ACCOUNT) == 2500
+
+
+@pytest.mark.parametrize("processing_code", ["200000", "090000", "210000", "011000"])
+async def test_reversal_of_each_posted_type_restores_the_balance(world, processing_code):
+    """If a refund, cashback, load or withdrawal is reversed, then the cardholder's balance is as before."""
+    terminal = "ATM00001" if processing_code == "011000" else "POS00001"
+    original = world.request("0200", processing_code, 1500, terminal=terminal)
+    assert (await world.send(original))[39] == "00"
+    assert await world.available() != 100_000
+    reversal = world.request(
+        "0420", processing_code, 1500, terminal=terminal, pin=None, extra={90: original_data(original)}
+    )
+    assert (await world.send(reversal))[39] == "00"
+    assert await world.available() == 100_000
+
+
+async def test_second_reversal_of_the_same_original_has_no_effect(world):
+    """If a purchase is reversed by two different reversal messages, then the money comes back once."""
+    purchase = world.request(amount=3000)
+    await world.send(purchase)
+    refund = world.request("0200", "200000", 3000, pin=None)
+    assert (await world.send(refund))[39] == "00"  # spendable money besides the purchase's
+    for _ in range(2):
+        reversal = world.request("0400", "000000", 3000, pin=None, extra={90: original_data(purchase)})
+        assert (await world.send(reversal))[39] == "00"
+    assert await world.available() == 100_000 + 3000
+
+
+async def test_expired_hold_is_released_and_cannot_be_completed(world):
+    """If a pre-auth's hold expires, then the funds are free again and its completion is answered 25."""
+    preauth = world.request("0100", "000000", 5000)
+    assert (await world.send(preauth))[39] == "00"
+    due = NOW + timedelta(seconds=world.product.hold_expiry_s + 1)
+    assert await world.ledger.expire_pending(due) == 1
+    assert await world.available() == 100_000
+    completion = world.request("0220", "000000", 5000, pin=None, extra={90: original_data(preauth)})
+    assert (await world.send(completion))[39] == "25"
+    assert await world.available() == 100_000
+
+
+async def test_hold_is_kept_until_its_expiry_time(world):
+    """If the expiry sweep runs before the hold's time, then the hold stays and can be completed."""
+    preauth = world.request("0100", "000000", 5000)
+    await world.send(preauth)
+    early = NOW + timedelta(seconds=world.product.hold_expiry_s - 60)
+    assert await world.ledger.expire_pending(early) == 0
+    completion = world.request("0220", "000000", 5000, pin=None, extra={90: original_data(preauth)})
+    assert (await world.send(completion))[39] == "00"
+    assert await world.available() == 100_000 - 5000
+
+
+async def test_requests_without_identity_are_not_remembered(world):
+    """If two different requests both lack field 7, then each is answered 30 (not 94 for the second)."""
+    first = world.request(amount=100, stan="000900").with_fields({7: None})
+    second = world.request(amount=200, stan="000900").with_fields({7: None})
+    assert (await world.send(first))[39] == "30"
+    assert (await world.send(second))[39] == "30"
