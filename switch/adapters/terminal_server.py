@@ -42,6 +42,27 @@ _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 MessageHandler = Callable[[Message], Awaitable[Message | None]]
 
 
+class _Closing:
+    """Why a connection is being closed by one of its request tasks, and how to stop its read loop."""
+
+    __slots__ = ("read_scope", "reason")
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.read_scope: trio.CancelScope | None = None
+
+    def why(self) -> str | None:
+        # A method, not the attribute: the read loop re-reads it after each await (type checkers would
+        # narrow the attribute to its value at the loop condition).
+        return self.reason
+
+    def close(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        if self.read_scope is not None:
+            self.read_scope.cancel()
+
+
 class TerminalServer:
     def __init__(
         self,
@@ -147,17 +168,23 @@ class TerminalServer:
         reason = "peer closed"
         send_lock = trio.Lock()
         framer = self.codec.framer(frame_bytes_max=self.config.frame_bytes_max)
+        closing = _Closing()
         try:
             async with trio.open_nursery() as requests:
-                while not self._draining:
+                while not self._draining and closing.reason is None:
                     read_scope = trio.CancelScope(deadline=trio.current_time() + self.config.read_timeout_s)
                     self._read_scopes.add(read_scope)
+                    closing.read_scope = read_scope
                     data = b""
                     try:
                         with read_scope:
                             data = await stream.receive_some(65536)
                     finally:
                         self._read_scopes.discard(read_scope)
+                        closing.read_scope = None
+                    if (why := closing.why()) is not None:
+                        reason = why
+                        break
                     if read_scope.cancelled_caught:
                         reason = "draining" if self._draining else "read timeout"
                         break
@@ -175,7 +202,9 @@ class TerminalServer:
                         break
                     for frame in frames:
                         self._frames_in.inc()
-                        requests.start_soon(self._answer, stream, send_lock, frame)
+                        requests.start_soon(self._answer, stream, send_lock, frame, closing)
+                if (why := closing.why()) is not None:
+                    reason = why
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             reason = "connection broken"
         finally:
@@ -189,7 +218,7 @@ class TerminalServer:
             if self._open == 0:
                 self._all_closed.set()
 
-    def _decode(self, frame: bytes) -> tuple[Packet | None, bytes | None]:
+    def _decode(self, frame: bytes, closing: _Closing) -> tuple[Packet | None, bytes | None]:
         """(packet, None) for a good frame; (None, reply payload or None) for one that cannot be served."""
         try:
             decoded = self.codec.decode_payload(frame)
@@ -198,6 +227,9 @@ class TerminalServer:
             # The error names dialect, field and offset only (never data), so it is safe to log.
             log.warning("undecodable request", error=str(exc), mti=exc.mti)
             if exc.mti is None:
+                # Nothing to answer (not even a response MTI): a peer that sends this does not speak
+                # the dialect. Stop reading from it; requests already read are still answered.
+                closing.close(f"undecodable frame: {exc}")
                 return None, None
             try:
                 reply = Message(response_mti(exc.mti), {39: FORMAT_ERROR})
@@ -216,16 +248,20 @@ class TerminalServer:
             return None
         return header.reply() if header is not None else None
 
-    async def _answer(self, stream: trio.SocketStream, send_lock: trio.Lock, frame: bytes) -> None:
+    async def _answer(
+        self, stream: trio.SocketStream, send_lock: trio.Lock, frame: bytes, closing: _Closing
+    ) -> None:
         try:
-            await self._answer_one(stream, send_lock, frame)
+            await self._answer_one(stream, send_lock, frame, closing)
         except Exception as exc:
             # A bug answering one request must not take the connection (and its other requests) down.
             self.metrics.frame_errors_total.labels(self.name, "internal").inc()
             log.error("request not answered", error=type(exc).__name__)
 
-    async def _answer_one(self, stream: trio.SocketStream, send_lock: trio.Lock, frame: bytes) -> None:
-        packet, payload = self._decode(frame)
+    async def _answer_one(
+        self, stream: trio.SocketStream, send_lock: trio.Lock, frame: bytes, closing: _Closing
+    ) -> None:
+        packet, payload = self._decode(frame, closing)
         if packet is not None:
             self._inflight.inc()
             try:

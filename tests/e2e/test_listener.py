@@ -119,11 +119,6 @@ async def test_connection_that_keeps_talking_is_not_timed_out(switch):
             await trio.sleep(READ_TIMEOUT_S / 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not done: switch/adapters/terminal_server.py drops a frame whose MTI cannot be read and keeps "
-    "the connection open; issue 5 wants the connection closed and the reason logged",
-)
 async def test_frame_with_unreadable_mti_closes_only_its_connection(switch, log_output):
     """If a frame's MTI cannot be read, then its connection is closed with the reason logged; others go on."""
     bystander = await connect(switch)
