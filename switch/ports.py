@@ -63,6 +63,11 @@ class Ledger(Protocol):
         """The stored transfers among `transfer_ids` (for answering an idempotent retry)."""
         ...
 
+    async def lookup_by_reference(self, reference: str, limit: int = 10) -> list[Transfer]:
+        """Transfers whose reference is exactly `reference` (at most `limit`, oldest first): how a void or
+        completion that names its original only by RRN finds it (references are "rrn:<RRN>")."""
+        ...
+
     async def balances(self, account_ids: Sequence[int]) -> dict[int, AccountBalance]:
         """Current balances of the accounts that exist among `account_ids`."""
         ...

@@ -244,6 +244,11 @@ class LedgerModel:
     def lookup_transfers(self, transfer_ids: Iterable[str]) -> dict[str, Transfer]:
         return {i: self._transfers[i].transfer for i in transfer_ids if i in self._transfers}
 
+    def lookup_by_reference(self, reference: str, limit: int = 10) -> list[Transfer]:
+        """Transfers with exactly this reference, in the order they were created, at most `limit`."""
+        found = [s.transfer for s in self._transfers.values() if s.transfer.reference == reference]
+        return found[: max(limit, 0)]
+
     def balances(self, account_ids: Iterable[int]) -> dict[int, AccountBalance]:
         return {i: self._accounts[i].balance() for i in account_ids if i in self._accounts}
 

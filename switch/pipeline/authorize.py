@@ -499,10 +499,11 @@ class Authorizer:
         )
 
     async def _follow_up(self, ctx: _Context) -> Outcome:
-        """Completion of a pre-auth, or void of a purchase: both name an original by field 90."""
+        """Completion of a pre-auth, or void of a purchase: both name an original, by field 90 (MTI, STAN,
+        transmission time) or, without 90, by its RRN in field 37."""
         request, t = ctx.request, ctx.classified.type
         original = parse_original_data(request.get(90))
-        if original is None:
+        if original is None and (request.get(90) is not None or request.get(37) is None):
             return self._finish(ctx, Result.RECORD_NOT_FOUND)
         ctx.amount = parse_amount(request.get(4))
         if ctx.amount is None or ctx.amount <= 0:
@@ -510,9 +511,11 @@ class Authorizer:
         declined = await self._card_checks(ctx, pin=False)
         if declined is not None:
             return self._finish(ctx, declined)
-        original_id = f"{request[41]}:{original.transmission}:{original.stan}"
-        found = await self.ledger.lookup_transfers([original_id])
-        first = found.get(original_id)
+        if original is not None:
+            original_id = f"{request[41]}:{original.transmission}:{original.stan}"
+            first = (await self.ledger.lookup_transfers([original_id])).get(original_id)
+        else:
+            first = await self._original_by_rrn(ctx)
         if first is None:
             return self._finish(ctx, Result.RECORD_NOT_FOUND)
         ctx.transfer_id = _transfer_id(request)
@@ -524,6 +527,25 @@ class Authorizer:
         if outcome in (TransferResult.OK, TransferResult.EXISTS):
             return self._finish(ctx, Result.APPROVED)
         return self._finish(ctx, _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION))
+
+    async def _original_by_rrn(self, ctx: _Context) -> Transfer | None:
+        """The original a void or completion names by RRN: a transfer of this terminal with that RRN, on
+        the card's own account, of the kind the follow-up resolves (a hold for a completion, a plain
+        debit for a void). RRNs are unique per terminal and hour, not overall, hence the filters; none
+        or more than one candidate is "not found" rather than a guess."""
+        request, card = ctx.request, ctx.card
+        assert card is not None
+        kind = TransferKind.PENDING if ctx.classified.type is TransactionType.COMPLETION else TransferKind.POSTED
+        accounts = {account.account_id for account in card.accounts}
+        candidates = [
+            transfer
+            for transfer in await self.ledger.lookup_by_reference(f"rrn:{request[37]}")
+            if transfer.transfer_id.startswith(f"{request[41]}:")
+            and transfer.kind is kind
+            and transfer.reverses_id is None
+            and transfer.debit_account_id in accounts
+        ]
+        return candidates[0] if len(candidates) == 1 else None
 
     async def _reversal(self, ctx: _Context) -> Outcome:
         """0400/0420 and repeats: cancel the original once; unknown or already reversed is acknowledged."""

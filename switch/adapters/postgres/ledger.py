@@ -165,6 +165,15 @@ class PgLedger:
         )
         return {row["id"]: _transfer_from_row(row) for row in rows}
 
+    async def lookup_by_reference(self, reference: str, limit: int = 10) -> list[Transfer]:
+        rows = await self._database.fetch(
+            f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE reference = $1"
+            " ORDER BY created_at, id LIMIT $2",
+            reference,
+            max(0, min(limit, 1000)),
+        )
+        return [_transfer_from_row(row) for row in rows]
+
     async def balances(self, account_ids: Sequence[int]) -> dict[int, AccountBalance]:
         if not account_ids:
             await trio.lowlevel.checkpoint()

@@ -623,3 +623,19 @@ async def test_create_accounts_keeps_the_first_of_duplicates(db):
         EUR,
         10_000,
     )
+
+
+async def test_lookup_by_reference_finds_exactly_those_transfers(db):
+    """If transfers carry references, then a lookup by one reference returns exactly the transfers with it."""
+    ledger = await make_ledger(db)
+    await ledger.create_transfers(
+        [
+            posted("T1:a", 100, reference="rrn:312345000001"),
+            posted("T2:b", 200, reference="rrn:312345000001"),
+            posted("T1:c", 300, reference="rrn:312345000002"),
+        ]
+    )
+    found = await ledger.lookup_by_reference("rrn:312345000001")
+    assert sorted(t.transfer_id for t in found) == ["T1:a", "T2:b"]
+    assert await ledger.lookup_by_reference("rrn:312345000009") == []
+    assert len(await ledger.lookup_by_reference("rrn:312345000001", limit=1)) == 1

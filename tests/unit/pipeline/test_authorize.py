@@ -332,3 +332,33 @@ async def test_reversal_of_a_completion_gives_the_money_back_once(world):
         reversal = world.request(mti, "000000", 3000, pin=None, extra={90: original_data(completion)})
         assert (await world.send(reversal))[39] == "00"
     assert await world.available() == 100_000
+
+
+async def test_void_of_a_purchase_by_rrn(world):
+    """If a purchase is voided by its RRN in field 37 (no field 90), then the money returns, once."""
+    purchase = world.request(amount=2500)
+    rrn = (await world.send(purchase))[37]
+    void = world.request("0200", "020000", 2500, pin=None, extra={37: rrn})
+    assert (await world.send(void))[39] == "00"
+    assert await world.available() == 100_000
+    again = world.request("0200", "020000", 2500, pin=None, extra={37: rrn})
+    assert (await world.send(again))[39] == "25"  # already given back: nothing left to void
+    assert await world.available() == 100_000
+
+
+async def test_completion_of_a_preauth_by_rrn(world):
+    """If a pre-auth is completed by its RRN in field 37, then the completed amount is posted."""
+    preauth = world.request("0100", "000000", 5000)
+    rrn = (await world.send(preauth))[37]
+    completion = world.request("0220", "000000", 3000, pin=None, extra={37: rrn})
+    assert (await world.send(completion))[39] == "00"
+    assert await world.available() == 100_000 - 3000
+
+
+async def test_void_by_an_rrn_of_another_terminal_is_not_found(world):
+    """If a void names an RRN that only another terminal's purchase has, then it is 25 and nothing moves."""
+    purchase = world.request(amount=2500)
+    rrn = (await world.send(purchase))[37]
+    void = world.request("0200", "020000", 2500, pin=None, terminal="ATM00001", extra={37: rrn})
+    assert (await world.send(void))[39] == "25"
+    assert await world.available() == 100_000 - 2500

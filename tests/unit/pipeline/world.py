@@ -74,6 +74,9 @@ class ModelLedger:
     async def lookup_transfers(self, transfer_ids: Sequence[str]) -> dict[str, Transfer]:
         return self.model.lookup_transfers(transfer_ids)
 
+    async def lookup_by_reference(self, reference: str, limit: int = 10) -> list[Transfer]:
+        return self.model.lookup_by_reference(reference, limit)
+
     async def balances(self, account_ids: Sequence[int]) -> dict[int, AccountBalance]:
         return self.model.balances(account_ids)
 
