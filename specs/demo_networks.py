@@ -13,7 +13,10 @@ from dataclasses import dataclass
 __all__ = [
     "NETWORKS",
     "NETWORK_CARD_COUNT",
+    "NETWORK_EXPIRED_YYMM",
+    "NETWORK_EXPIRY_YYMM",
     "NETWORK_OPENING_BALANCE",
+    "NETWORK_OTHER_PIN",
     "NETWORK_PIN",
     "NETWORK_SPECIAL_CARDS",
     "DemoNetwork",
@@ -24,6 +27,8 @@ NETWORK_PIN = "1234"  # every netsim card's PIN unless NETWORK_SPECIAL_CARDS say
 NETWORK_CARD_COUNT = 500  # cards per BIN, numbered 1..N like the demo bank's (specs.demo.demo_pan)
 NETWORK_OPENING_BALANCE = 500_000  # minor units, in each of the network's currencies
 NETWORK_EXPIRY_YYMM = "3012"
+NETWORK_EXPIRED_YYMM = "2001"  # the "expired" special card's expiry
+NETWORK_OTHER_PIN = "4321"  # the "other_pin" special card's PIN
 
 
 @dataclass(frozen=True, slots=True)

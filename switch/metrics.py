@@ -36,6 +36,18 @@ class Metrics:
     transactions_total: Counter
     transaction_latency: Histogram
     system_errors_total: Counter
+    # Interbank network links (switch/adapters/network_link.py); `endpoint` is host:port of a connection.
+    network_link_up: Gauge
+    network_reconnects_total: Counter
+    network_requests_total: Counter
+    network_responses_total: Counter
+    network_timeouts_total: Counter
+    network_unmatched_total: Counter
+    network_unavailable_total: Counter
+    network_pending: Gauge
+    network_latency: Histogram
+    network_inbound_total: Counter
+    network_frame_errors_total: Counter
 
     @classmethod
     def create(cls, *, version: str, node_name: str) -> Metrics:
@@ -95,6 +107,73 @@ class Metrics:
                 "switch_system_errors",
                 "Requests answered 96 because a dependency failed",
                 ["dependency"],
+                registry=registry,
+            ),
+            network_link_up=Gauge(
+                "switch_network_link_up",
+                "1 while the connection to this endpoint is signed on",
+                ["network", "endpoint"],
+                registry=registry,
+            ),
+            network_reconnects_total=Counter(
+                "switch_network_reconnects",
+                "Times the link waited out a backoff and tried its endpoints again",
+                ["network"],
+                registry=registry,
+            ),
+            network_requests_total=Counter(
+                "switch_network_requests",
+                "Requests sent to the network",
+                ["network", "mti"],
+                registry=registry,
+            ),
+            network_responses_total=Counter(
+                "switch_network_responses",
+                "Matched responses by class: approved, declined, unknown_code, no_code, rejected",
+                ["network", "result"],
+                registry=registry,
+            ),
+            network_timeouts_total=Counter(
+                "switch_network_timeouts",
+                "Requests without a matched response: deadline, connection_lost or send_failed",
+                ["network", "reason"],
+                registry=registry,
+            ),
+            network_unmatched_total=Counter(
+                "switch_network_unmatched_responses",
+                "Responses that matched nothing pending: late, duplicate or unknown",
+                ["network", "reason"],
+                registry=registry,
+            ),
+            network_unavailable_total=Counter(
+                "switch_network_unavailable",
+                "Requests refused at once: down, draining, pending_full or key_in_use",
+                ["network", "reason"],
+                registry=registry,
+            ),
+            network_pending=Gauge(
+                "switch_network_pending_requests",
+                "Requests sent and awaiting a response",
+                ["network"],
+                registry=registry,
+            ),
+            network_latency=Histogram(
+                "switch_network_latency_seconds",
+                "Round trip from sending a request to its matched response",
+                ["network"],
+                buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
+                registry=registry,
+            ),
+            network_inbound_total=Counter(
+                "switch_network_inbound_requests",
+                "Requests from the network (issuer side and network management), by MTI",
+                ["network", "mti"],
+                registry=registry,
+            ),
+            network_frame_errors_total=Counter(
+                "switch_network_frame_errors",
+                "Frames from the network that could not be read (framing, decode) or served (internal)",
+                ["network", "reason"],
                 registry=registry,
             ),
         )

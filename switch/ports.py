@@ -14,6 +14,8 @@ from typing import Literal, Protocol
 from switch.domain.journal import JournalEntry
 from switch.domain.ledger_types import AccountBalance, LedgerAccount, Transfer, TransferResult
 from switch.domain.model import Card, ListEntry, Merchant, Pan, Terminal
+from switch.domain.routing import RoutingTable
+from switch.domain.saf import SafDepth, SafRecord
 from switch.iso.message import Message
 
 __all__ = [
@@ -30,8 +32,10 @@ __all__ = [
     "NetworkUnavailable",
     "PinKey",
     "PinVerification",
+    "Routes",
     "SafEntry",
     "SafKind",
+    "SafQueue",
     "StoreAndForward",
     "TpkPinKey",
     "VisaPvv",
@@ -260,4 +264,59 @@ class StoreAndForward(Protocol):
         The store keeps no PIN block, track or ICC data, and the PAN only encrypted (PAN vault).
         Entries of one network are delivered in the order they were queued.
         """
+        ...
+
+
+class SafQueue(StoreAndForward, Protocol):
+    """The store-and-forward queue as its worker uses it (docs/networks.md): beyond `enqueue`, take the
+    next entry of a network in queue order and record what each attempt did.
+
+    Several workers (switchd processes) may share one queue: an entry is leased to one `holder` at a
+    time, and only the oldest undelivered entry of a network is ever handed out, so entries of one
+    network are sent one after the other, in order. Time is the queue's clock.
+    """
+
+    async def expire_due(self, network: str, *, holder: str) -> list[SafRecord]:
+        """Mark the network's undelivered entries past their expiry as expired (except those another
+        holder is sending right now); returns them."""
+        ...
+
+    async def claim_next(self, network: str, *, holder: str, lease_s: float) -> SafRecord | None:
+        """Lease the network's oldest undelivered entry to `holder` for `lease_s`, if it is due and no
+        other holder's lease on it is running; None otherwise (the queue order is never skipped)."""
+        ...
+
+    async def next_due_in_s(self, network: str) -> float | None:
+        """Seconds until the network's oldest undelivered entry may be claimed (0 if now); None if none."""
+        ...
+
+    async def release(self, entry_id: int, *, holder: str) -> None:
+        """Give a claimed entry back unchanged (it could not be sent: the link was unavailable)."""
+        ...
+
+    async def acknowledge(self, entry_id: int, *, sent: Message, response_code: str | None) -> bool:
+        """Record an attempt the network acknowledged; False if the entry was no longer undelivered."""
+        ...
+
+    async def back_off(
+        self, entry_id: int, *, holder: str, sent: Message, response_code: str | None, retry_after_s: float
+    ) -> None:
+        """Record an attempt that was sent but not acknowledged, keeping fields 11 and 7 of the first one
+        sent; the entry is due again after `retry_after_s`."""
+        ...
+
+    async def depth(self, network: str) -> SafDepth:
+        """How many entries of the network are undelivered and the oldest one's age."""
+        ...
+
+
+# -- routing (docs/networks.md "Routing") --------------------------------------------------------------
+
+
+class Routes(Protocol):
+    """The routing table as the pipeline reads it; `switch.domain.routing.decide` makes the decision."""
+
+    async def table(self) -> RoutingTable:
+        """The table as of now (from memory while the adapter listens for changes; an operator's change is
+        seen by the next call once `switchctl` has returned)."""
         ...

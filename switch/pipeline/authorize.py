@@ -535,7 +535,9 @@ class Authorizer:
         or more than one candidate is "not found" rather than a guess."""
         request, card = ctx.request, ctx.card
         assert card is not None
-        kind = TransferKind.PENDING if ctx.classified.type is TransactionType.COMPLETION else TransferKind.POSTED
+        kind = (
+            TransferKind.PENDING if ctx.classified.type is TransactionType.COMPLETION else TransferKind.POSTED
+        )
         accounts = {account.account_id for account in card.accounts}
         candidates = [
             transfer

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from switch.config import ConfigError, describe, load_config
+from switch.config import ConfigError, demo_network_configs, describe, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -163,4 +163,146 @@ def test_every_key_is_documented():
     example = (root / "switch.toml").read_text()
     for key, env, _default, _doc in describe():
         assert f"`{key}`" in doc and f"`{env}`" in doc, key
-        assert f"\n{key.split('.', 1)[1]} =" in example, key
+        leaf = key.split(".", 1)[1]
+        if key.startswith("networks."):  # commented out in the example: it configures no network
+            leaf = "# " + key.rsplit(".", 1)[1]
+        assert f"\n{leaf} =" in example, key
+
+
+# -- [networks.<name>] ----------------------------------------------------------------------------------
+
+VISA_TABLE = """
+[networks.visa]
+endpoints = ["10.0.0.5:9583", "10.0.0.6:9583"]
+acquirer_id = "990001"
+network_id = "400001"
+network_station_id = "400001"
+our_station_id = "990001"
+deadline_ms = 3000
+"""
+
+
+def test_no_network_is_configured_by_default():
+    """If neither the file nor demo mode names a network, then no network is configured."""
+    assert load_config(None, environ={}).networks == {}
+
+
+def test_demo_mode_configures_the_three_demo_networks():
+    """If demo mode runs without [networks] tables, then visa, cups and shetab point at netsim's ports."""
+    networks = load_config(None, environ={}, demo=True).networks
+    assert sorted(networks) == ["cups", "shetab", "visa"]
+    assert networks["cups"].endpoints == ("127.0.0.1:9584",)
+    assert networks["cups"].forwarding_id == "99000100001"
+    assert networks["visa"].network_station_id == "400001"
+
+
+def test_demo_network_configs_are_what_demo_mode_loads():
+    """If the app asks for the demo networks, then it gets what demo mode configures."""
+    assert demo_network_configs() == load_config(None, environ={}, demo=True).networks
+
+
+def test_network_table_is_read(tmp_path):
+    """If the file has a [networks.visa] table, then its values are used and the dialect is the name."""
+    visa = load_config(write(tmp_path, VISA_TABLE), environ={}).networks["visa"]
+    assert visa.addresses == (("10.0.0.5", 9583), ("10.0.0.6", 9583))
+    assert (visa.dialect, visa.deadline_ms, visa.deadline_s) == ("visa", 3000, 3.0)
+
+
+def test_forwarding_id_defaults_to_acquirer_id(tmp_path):
+    """If a network has no forwarding_id, then it is the acquirer ID."""
+    assert load_config(write(tmp_path, VISA_TABLE), environ={}).networks["visa"].forwarding_id == "990001"
+
+
+def test_file_networks_replace_the_demo_networks(tmp_path):
+    """If demo mode runs with [networks] tables in the file, then only those networks are configured."""
+    assert list(load_config(write(tmp_path, VISA_TABLE), environ={}, demo=True).networks) == ["visa"]
+
+
+def test_network_override_from_environment(tmp_path):
+    """If SWITCH_NETWORKS_VISA_DEADLINE_MS is set, then it wins over the file."""
+    config = load_config(write(tmp_path, VISA_TABLE), environ={"SWITCH_NETWORKS_VISA_DEADLINE_MS": "750"})
+    assert config.networks["visa"].deadline_ms == 750
+
+
+def test_endpoints_override_is_comma_separated():
+    """If endpoints are overridden, then the variable lists them separated by commas, primary first."""
+    env = {"SWITCH_NETWORKS_SHETAB_ENDPOINTS": "10.1.1.1:9585, 10.1.1.2:9595"}
+    config = load_config(None, environ=env, demo=True)
+    assert config.networks["shetab"].endpoints == ("10.1.1.1:9585", "10.1.1.2:9595")
+
+
+def test_override_of_an_unconfigured_network_is_rejected():
+    """If an override names a network that is not configured, then the error names the variable."""
+    with pytest.raises(ConfigError, match="SWITCH_NETWORKS_VIZA_DEADLINE_MS"):
+        load_config(None, environ={"SWITCH_NETWORKS_VIZA_DEADLINE_MS": "1"}, demo=True)
+
+
+def test_override_of_an_unknown_network_key_suggests():
+    """If an override misspells a network key, then the error suggests the variable meant."""
+    with pytest.raises(ConfigError, match="did you mean SWITCH_NETWORKS_VISA_DEADLINE_MS"):
+        load_config(None, environ={"SWITCH_NETWORKS_VISA_DEADLNE_MS": "1"}, demo=True)
+
+
+def test_unknown_network_key_names_the_key(tmp_path):
+    """If a network table has a misspelt key, then the error names networks.<name>.<key>."""
+    with pytest.raises(ConfigError, match=r"unknown config key networks\.visa\.echo_idle_ms"):
+        load_config(write(tmp_path, VISA_TABLE + "echo_idle_ms = 5\n"), environ={})
+
+
+def test_bad_endpoint_is_rejected(tmp_path):
+    """If an endpoint lacks a port, then the error names networks.<name>.endpoints."""
+    text = VISA_TABLE.replace('"10.0.0.6:9583"', '"10.0.0.6"')
+    with pytest.raises(ConfigError, match=r"networks\.visa\.endpoints: expected host:port"):
+        load_config(write(tmp_path, text), environ={})
+
+
+def test_endpoints_must_be_a_list(tmp_path):
+    """If endpoints is a single string in the file, then it is rejected as not a list."""
+    text = VISA_TABLE.replace('["10.0.0.5:9583", "10.0.0.6:9583"]', '"10.0.0.5:9583"')
+    with pytest.raises(ConfigError, match=r"networks\.visa\.endpoints: expected a list of strings"):
+        load_config(write(tmp_path, text), environ={})
+
+
+def test_match_fields_must_be_field_numbers(tmp_path):
+    """If match_fields lists field 65 (the tertiary bitmap bit), then it is rejected."""
+    with pytest.raises(ConfigError, match=r"networks\.visa\.match_fields"):
+        load_config(write(tmp_path, VISA_TABLE + "match_fields = [11, 65]\n"), environ={})
+
+
+def test_enabled_network_needs_endpoints(tmp_path):
+    """If an enabled network has no endpoints, then the start fails naming the key."""
+    text = VISA_TABLE.replace('endpoints = ["10.0.0.5:9583", "10.0.0.6:9583"]', "")
+    with pytest.raises(ConfigError, match=r"networks\.visa\.endpoints: required"):
+        load_config(write(tmp_path, text), environ={})
+
+
+def test_disabled_network_may_be_incomplete(tmp_path):
+    """If a network is disabled, then it may lack endpoints and IDs."""
+    config = load_config(write(tmp_path, "[networks.visa]\nenabled = false\n"), environ={})
+    assert config.networks["visa"].enabled is False
+
+
+def test_network_dialect_must_be_a_network_dialect(tmp_path):
+    """If a network names the terminal dialect, then it is rejected with the network dialects listed."""
+    with pytest.raises(ConfigError, match=r"networks\.visa\.dialect: expected one of visa, cups, shetab"):
+        load_config(write(tmp_path, VISA_TABLE + 'dialect = "terminal"\n'), environ={})
+
+
+def test_network_name_must_be_letters_and_digits(tmp_path):
+    """If a network name has an underscore, then it is rejected (it would make overrides ambiguous)."""
+    with pytest.raises(ConfigError, match=r"networks\.my_net: expected a network name"):
+        load_config(write(tmp_path, VISA_TABLE.replace("networks.visa", "networks.my_net")), environ={})
+
+
+def test_backoff_initial_above_max_is_rejected(tmp_path):
+    """If the first reconnect delay exceeds the maximum, then the start fails naming the key."""
+    text = VISA_TABLE + "reconnect_backoff_initial_s = 90\n"
+    with pytest.raises(ConfigError, match=r"networks\.visa\.reconnect_backoff_initial_s"):
+        load_config(write(tmp_path, text), environ={})
+
+
+def test_station_id_must_be_six_digits(tmp_path):
+    """If a Visa station ID is not six digits, then the error names the key."""
+    text = VISA_TABLE.replace('our_station_id = "990001"', 'our_station_id = "99001"')
+    with pytest.raises(ConfigError, match=r"networks\.visa\.our_station_id: expected 6 digits"):
+        load_config(write(tmp_path, text), environ={})

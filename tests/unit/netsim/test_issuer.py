@@ -1,0 +1,100 @@
+"""The issuer's decisions as pure code: identities, field 90, and answers that need no socket."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from simulators.netsim.issuer import Issuer, identity, original_identity, pan_of
+from simulators.netsim.keys import ZpkRing
+from simulators.netsim.ledger import CardBase, Ledger
+from specs.demo import demo_pan
+from specs.demo_networks import network
+from switch.iso.codec import Codec
+from switch.iso.message import Message
+
+NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+SHETAB = network("shetab")
+PAN = demo_pan("603799", 60)
+
+
+def issuer() -> Issuer:
+    return Issuer(SHETAB, codec=Codec("shetab"), ledger=Ledger(CardBase(SHETAB)), ring=ZpkRing(grace_s=0))
+
+
+def request(mti: str = "0200", stan: str = "000001", extra: dict[int, str] | None = None) -> Message:
+    fields = {
+        2: PAN,
+        3: "000000",
+        4: "000000001000",
+        7: "0304050607",
+        11: stan,
+        12: "050607",
+        13: "0304",
+        32: "990001",
+        37: "260630000001",
+        41: "POS00001",
+        42: "DEMOMERCHANT001",
+        49: "364",
+    }
+    fields.update(extra or {})
+    return Message(mti, fields)
+
+
+def test_field90_identity_matches_the_original_whatever_the_zero_padding():
+    """If field 90 carries the acquirer ID as n11, then it names the same original as field 32's LLVAR."""
+    original = request()
+    f90 = "0200" + "000001" + "0304050607" + "00000990001" + "0" * 11
+    assert original_identity(f90) == identity(original)
+
+
+def test_repeat_bit_is_cleared_in_identities():
+    """If a 0421 repeat names the same original, then its own identity is the 0420's."""
+    assert identity(request("0421"))[0] == "0420"
+    named = original_identity("0201" + "0" * 38)
+    assert named is not None and named[0] == "0200"
+
+
+def test_malformed_field90_names_nothing():
+    """If field 90 is short, not digits, or names a response MTI, then it names no original."""
+    assert original_identity("0200") is None
+    assert original_identity("X" * 42) is None
+    assert original_identity("0210" + "0" * 38) is None
+
+
+def test_pan_comes_from_field_2_or_track_2():
+    """If a request carries only track 2, then the PAN is read before its separator."""
+    assert pan_of(Message("0200", {35: f"{PAN}D30122011"})) == PAN
+    assert pan_of(Message("0200", {35: f"{PAN}=30122011"})) == PAN
+    assert pan_of(Message("0200", {3: "000000"})) is None
+
+
+def test_request_without_sign_on_is_91_and_applies_nothing():
+    """If the connection has not signed on, then the answer is 91 and the ledger is empty."""
+    subject = issuer()
+    outcome = subject.handle(request(), now=0.0, now_utc=NOW, signed_on=False)
+    assert (outcome.response.get(39), outcome.outcome) == ("91", "not_signed_on")
+    assert len(subject.ledger) == 0
+
+
+def test_approval_without_pin_block_debits_and_clears():
+    """If a request without PIN block is within funds, then it is approved, applied and given a clearing record."""
+    subject = issuer()
+    outcome = subject.handle(request(), now=0.0, now_utc=NOW, signed_on=True)
+    assert outcome.response.get(39) == "00"
+    assert outcome.clearing is not None and outcome.clearing.masked_pan == "603799******" + PAN[-4:]
+    assert outcome.clearing.business_date == "20260304"
+
+
+def test_advice_for_a_card_it_does_not_issue_is_acked_and_not_applied():
+    """If an advice names a card outside the base, then it is acked 00 and nothing is applied."""
+    subject = issuer()
+    outcome = subject.handle(
+        request("0220", extra={2: demo_pan("603799", 9999)}), now=0.0, now_utc=NOW, signed_on=True
+    )
+    assert (outcome.response.get(39), outcome.outcome) == ("00", "advice_not_applicable")
+    assert len(subject.ledger) == 0
+
+
+def test_notification_takes_no_answer():
+    """If a message is a notification (third MTI digit 4), then the issuer answers nothing."""
+    assert issuer().handle(request("0240"), now=0.0, now_utc=NOW, signed_on=True).response is None
