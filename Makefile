@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/switchd run --demo $(ARGS)
+	$(PY) -m simulators.launcher $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

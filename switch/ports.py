@@ -7,7 +7,7 @@ adapters in (PostgreSQL ledger and card directory, in-process or TCP HSM, system
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -16,19 +16,24 @@ from switch.domain.ledger_types import AccountBalance, LedgerAccount, Transfer, 
 from switch.domain.model import Card, ListEntry, Merchant, Pan, Terminal
 from switch.domain.routing import RoutingTable
 from switch.domain.saf import SafDepth, SafRecord
+from switch.domain.translation import NetworkKeySet, ZoneKey
 from switch.iso.message import Message
 
 __all__ = [
     "CardDirectory",
     "Clock",
     "DukptPinKey",
+    "ForwardedRecord",
+    "ForwardedTransactions",
     "Hsm",
     "HsmFailure",
     "Ibm3624Offset",
+    "ImportedKey",
     "Journal",
     "Ledger",
     "Network",
     "NetworkExchange",
+    "NetworkKeyStore",
     "NetworkUnavailable",
     "PinKey",
     "PinVerification",
@@ -166,6 +171,14 @@ class Ibm3624Offset:
 PinVerification = VisaPvv | Ibm3624Offset
 
 
+@dataclass(frozen=True, slots=True)
+class ImportedKey:
+    """A key received under a zone master key, now under the LMK, and its check value (6 hex)."""
+
+    under_lmk: str = field(repr=False)
+    check_value: str
+
+
 class Hsm(Protocol):
     """The PIN, MAC and key work the pipeline needs. Keys are passed as they are stored: under the LMK."""
 
@@ -198,6 +211,28 @@ class Hsm(Protocol):
 
     async def generate_working_key(self, *, kind: Literal["tpk", "tak"], tmk: str) -> WorkingKey:
         """A new terminal key, under the LMK (to store) and under the terminal's TMK (to send)."""
+        ...
+
+    # -- interbank (docs/networks.md "Key exchange and PIN blocks") --
+
+    async def translate_pin_to_zpk(
+        self, *, key: PinKey, zpk: str, pin_block: bytes, pan: str
+    ) -> bytes | None:
+        """The terminal's PIN block (ISO format 0 under its TPK or DUKPT key) re-encrypted under a network's
+        zone PIN key (under the LMK), ISO format 0: CA or CI, inside the HSM. None if the block holds no
+        valid PIN (the terminal's problem: nothing to send)."""
+        ...
+
+    async def import_zone_pin_key(self, *, zmk: str, zpk_under_zmk: str) -> ImportedKey:
+        """A ZPK as a network sends it (32 hex, each half TDES-ECB under the zone master key, `zmk` under the
+        LMK), re-encrypted under the LMK (A6), with the check value the HSM computed from it."""
+        ...
+
+    async def verify_pin_under_zpk(
+        self, *, zpk: str, pin_block: bytes, pan: str, method: PinVerification, value: str
+    ) -> bool:
+        """Issuer side: True if a network's PIN block (ISO format 0 under its ZPK) holds the PIN of this PVV
+        or IBM offset (EC, EA). A block that holds no valid PIN is False."""
         ...
 
 
@@ -320,3 +355,59 @@ class Routes(Protocol):
         """The table as of now (from memory while the adapter listens for changes; an operator's change is
         seen by the next call once `switchctl` has returned)."""
         ...
+
+
+# -- network keys and forwarded transactions (docs/networks.md "Key exchange", "Messages the switch sends")
+
+
+class NetworkKeyStore(Protocol):
+    """Each network's zone master key and working zone PIN keys, shared by every switchd process.
+
+    Keys are stored under the LMK only. `install` merges under a lock (`NetworkKeySet.installed`), so two
+    processes exchanging keys at once end with the network's newest key current.
+    """
+
+    async def zone_master_key(self, network: str) -> str | None:
+        """The network's ZMK under the LMK, or None when none is configured."""
+        ...
+
+    async def set_zone_master_key(self, network: str, *, zmk_under_lmk: str, check_value: str) -> None:
+        """Configure (or replace) the network's ZMK; its working keys stay until the next exchange."""
+        ...
+
+    async def load(self, network: str) -> NetworkKeySet:
+        """The network's current and previous ZPK as stored now (empty when it has none yet)."""
+        ...
+
+    async def install(self, network: str, key: ZoneKey) -> NetworkKeySet:
+        """Store a ZPK a key exchange brought (committed when this returns); the set as it is after."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardedRecord:
+    """A forwarded transaction that moved money, kept so a terminal's reversal can reverse it later.
+
+    `message` is what the network holds, as it was sent: the request (11 and 7 the link gave it), or for a
+    stand-in the advice. It carries no card data (`switch.domain.translation.CARD_DATA_FIELDS`): every
+    terminal reversal brings its card, and the reversal goes to the store-and-forward queue, which keeps
+    the PAN encrypted.
+    """
+
+    transfer_id: str  # the ledger transfer of the approval (the terminal request's identity)
+    network: str
+    route: str  # as journaled: "visa", "visa->cups", "visa:standin"
+    message: Message
+    pan_masked: str
+    amount: int
+    currency: int
+    auth_code: str
+    created_at: datetime
+
+
+class ForwardedTransactions(Protocol):
+    async def record(self, entry: ForwardedRecord) -> bool:
+        """Keep durably (committed when this returns); False if one with this transfer id exists."""
+        ...
+
+    async def find(self, transfer_id: str) -> ForwardedRecord | None: ...

@@ -1,7 +1,8 @@
 """The Hsm port over the software HSM's client: in-process (same process, no sockets) or TCP to hsmd.
 
 Translates the pipeline's needs into payShield-style host commands (PIN verification DC/DA for TPK PIN
-blocks and GQ/GO for DUKPT ones, PIN change JC or CI+JE then DG/DE, CY, M6/M8, A0) and the HSM's error
+blocks and GQ/GO for DUKPT ones, PIN change JC or CI+JE then DG/DE, CY, M6/M8, A0; interbank: CA/CI to a
+network's ZPK, A6 for a ZPK received under a ZMK, EC/EA for PIN blocks under a ZPK) and the HSM's error
 codes into HsmFailure. A verification that fails is False, never an exception.
 """
 
@@ -24,7 +25,7 @@ from hsm.keys import KeyVault
 from hsm.lmk import PASSPHRASE_ENV, TEST_LMK_WARNING, LmkFileError, VariantLmk, load_lmk_file
 from switch.config import HsmConfig
 from switch.logs import get_logger
-from switch.ports import HsmFailure, PinKey, PinVerification, TpkPinKey, VisaPvv, WorkingKey
+from switch.ports import HsmFailure, ImportedKey, PinKey, PinVerification, TpkPinKey, VisaPvv, WorkingKey
 
 __all__ = ["ClientHsm", "HsmSetupError", "open_hsm"]
 
@@ -197,6 +198,75 @@ class ClientHsm:
         except (HsmError, HsmTransportError) as exc:
             raise HsmFailure(f"MAC generation failed: {type(exc).__name__}") from None
         return bytes.fromhex(mac)
+
+    # -- interbank ----------------------------------------------------------------------------------
+
+    async def translate_pin_to_zpk(
+        self, *, key: PinKey, zpk: str, pin_block: bytes, pan: str
+    ) -> bytes | None:
+        block, account = pin_block.hex().upper(), account_number(pan)
+        try:
+            if isinstance(key, TpkPinKey):
+                moved = await self.client.translate_pin_tpk_to_zpk(
+                    tpk=key.tpk, zpk=zpk, pin_block=block, account=account
+                )
+            else:
+                moved = await self.client.translate_pin_dukpt_to_zpk(
+                    bdk=key.bdk, zpk=zpk, ksn=key.ksn, pin_block=block, account=account
+                )
+        except HsmError as exc:
+            if exc.code in ("20", "24"):  # not a valid PIN block: the terminal's problem, not the HSM's
+                return None
+            raise HsmFailure(f"PIN translation failed with HSM error {exc.code}") from None
+        except HsmTransportError as exc:
+            raise HsmFailure(str(exc)) from None
+        return bytes.fromhex(moved.pin_block)
+
+    async def import_zone_pin_key(self, *, zmk: str, zpk_under_zmk: str) -> ImportedKey:
+        # Networks send each half TDES-ECB under the ZMK: key scheme X (X9.17) on the ZMK side.
+        under_zmk = zpk_under_zmk if zpk_under_zmk[:1] in ("X", "U") else "X" + zpk_under_zmk
+        try:
+            code, data = await self.client.call("A6", f"001{zmk}{under_zmk}U")
+        except HsmTransportError as exc:
+            raise HsmFailure(str(exc)) from None
+        # 01 is advice only: the key's parity was wrong and has been forced odd; the data is returned. A
+        # key damaged on the way is caught by the check value comparison, not here.
+        if code not in ("00", "01"):
+            raise HsmFailure(f"key import failed with HSM error {code}")
+        return ImportedKey(under_lmk=data[:_UNDER_LMK_LENGTH], check_value=data[_UNDER_LMK_LENGTH:])
+
+    async def verify_pin_under_zpk(
+        self, *, zpk: str, pin_block: bytes, pan: str, method: PinVerification, value: str
+    ) -> bool:
+        block, account = pin_block.hex().upper(), account_number(pan)
+        try:
+            if isinstance(method, VisaPvv):
+                return await self.client.verify_pin_pvv(
+                    pin_key=zpk,
+                    pvk=method.pvk,
+                    pin_block=block,
+                    account=account,
+                    pvki=method.pvki,
+                    pvv=value,
+                    interchange=True,
+                )
+            return await self.client.verify_pin_ibm(
+                pin_key=zpk,
+                pvk=method.pvk,
+                pin_block=block,
+                account=account,
+                offset=value,
+                decimalization_table=method.decimalization_table,
+                validation_data=method.validation_data,
+                check_length=method.check_length,
+                interchange=True,
+            )
+        except HsmError as exc:
+            if exc.code in ("20", "24"):  # the block holds no valid PIN under this ZPK: not this PIN
+                return False
+            raise HsmFailure(f"PIN verification failed with HSM error {exc.code}") from None
+        except HsmTransportError as exc:
+            raise HsmFailure(str(exc)) from None
 
     async def generate_working_key(self, *, kind: Literal["tpk", "tak"], tmk: str) -> WorkingKey:
         # A0 mode 1 with the TMK flag: the new key under the LMK and under the terminal's TMK (scheme X:

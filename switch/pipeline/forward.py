@@ -1,0 +1,619 @@
+"""The forwarding participant: a terminal's request for a foreign card, sent to the network that owns it.
+
+Steps (docs/networks.md "Messages the switch sends", "Timeouts and store-and-forward", "Stand-in"):
+PIN block TPK/DUKPT -> the network's current ZPK (HSM, field 53 names the key) -> translate -> send on
+the link with the network's deadline ->
+- answered: field 39 through the network's table; an approval is posted (debit the network's settlement
+  account for the currency, credit the merchant's; a refund the other way; a pre-authorization as a
+  hold), in one ledger call with the request's idempotent transfer id, then recorded for a later
+  terminal reversal, all before the terminal hears the answer;
+- link unavailable (down, draining, full, or no ZPK yet for a PIN): the next fallback network;
+- deadline passed (response None): the 0420 reversal of the request as it was sent is queued
+  (store-and-forward) BEFORE the answer, then stand-in if a rule allows it, else 91;
+- nothing could be sent anywhere: stand-in if a rule allows it, else 91.
+Stand-in: purchases without a PIN block within the rule's per-transaction maximum, and its per-card daily
+amount and count, counted by the ledger's limit counters in the same transfer (so concurrent stand-ins
+cannot pass them); then the 0220 advice is queued (after the reversal, when there is one).
+
+A terminal's reversal of a forwarded transaction (`reverse`) reverses the ledger posting once and queues
+the network 0420 built from the original as it was sent.
+
+Durability: the original's network identity (11, 7, 32, 33 as sent, the rest of the message, amount,
+masked PAN) is kept through the `ForwardedTransactions` port, without any card data: the terminal's
+reversal brings the card (the terminal dialect requires field 2 or 35 on 0400/0420), and the network
+reversal goes to the store-and-forward queue, which keeps the PAN encrypted. Only transactions that
+moved money are recorded; a declined or timed-out one has nothing to reverse here (the timeout's reversal
+is queued already).
+
+No I/O of its own, and no card data in logs or in what it stores: PANs appear in messages handed to the
+link and to the store-and-forward queue only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from switch.domain.ledger_types import LedgerAccount, Transfer, TransferKind, TransferResult
+from switch.domain.model import Pan
+from switch.domain.results import Result
+from switch.domain.routing import RouteDecision
+from switch.domain.transactions import CardData, TransactionType, auth_code_for
+from switch.domain.translation import (
+    FORWARDABLE,
+    REVERSAL_REASON_ACQUIRER_CANNOT_COMPLETE,
+    REVERSAL_REASON_CUSTOMER_CANCELLATION,
+    REVERSAL_REASON_TIMEOUT,
+    AcquiredRequest,
+    NetworkProfile,
+    advice_key,
+    advice_stan,
+    network_answer,
+    network_request,
+    network_reversal,
+    reversal_key,
+    standin_advice,
+    with_pin_block,
+    without_card_data,
+)
+from switch.iso.message import Message
+from switch.logs import get_logger
+from switch.pipeline.network_keys import NetworkKeys
+from switch.ports import (
+    Clock,
+    ForwardedRecord,
+    ForwardedTransactions,
+    Hsm,
+    Ledger,
+    Network,
+    NetworkExchange,
+    NetworkUnavailable,
+    PinKey,
+    SafEntry,
+    StoreAndForward,
+)
+
+__all__ = [
+    "NETWORK_SETTLEMENT_ACCOUNT_BASE",
+    "ForwardOutcome",
+    "ForwardRequest",
+    "Forwarder",
+    "ForwardingNetwork",
+    "network_settlement_account_id",
+    "settlement_accounts_for",
+]
+
+log = get_logger("forward")
+
+# Ledger ids of the network settlement accounts (`network:<name>:<currency>` in docs/networks.md) are
+# derived from that name in a block of their own, far above the demo bank's card and merchant accounts,
+# so every switchd process (and the issuer side) computes the same id without a lookup.
+NETWORK_SETTLEMENT_ACCOUNT_BASE = 8_000_000_000_000_000_000
+_STANDIN_TYPES = frozenset({TransactionType.PURCHASE})
+_PREAUTH_HOLD_S_DEFAULT = 7 * 24 * 3600
+# A ledger refusal of a network approval -> the answer (the network's approval is reversed).
+_LEDGER_REFUSAL: Mapping[TransferResult, Result] = {
+    TransferResult.EXISTS_WITH_DIFFERENT_FIELDS: Result.DUPLICATE,
+    TransferResult.CURRENCY_MISMATCH: Result.UNSUPPORTED_CURRENCY,
+    TransferResult.AMOUNT_MUST_BE_POSITIVE: Result.INVALID_AMOUNT,
+}
+_APPLIED = (TransferResult.OK, TransferResult.EXISTS)
+# A reversal the ledger has nothing (more) to do for: acknowledged, the network is still told.
+_REVERSED_ALREADY = (
+    TransferResult.OK,
+    TransferResult.EXISTS,
+    TransferResult.ALREADY_REVERSED,
+    TransferResult.EXISTS_WITH_DIFFERENT_FIELDS,
+    TransferResult.PENDING_ALREADY_VOIDED,
+    TransferResult.PENDING_ALREADY_POSTED,
+    TransferResult.PENDING_EXPIRED,
+)
+
+
+def network_settlement_account_id(network: str, currency: int) -> int:
+    """The ledger id of the network's settlement account in `currency` (ISO 4217 numeric)."""
+    if not 1 <= currency <= 999:
+        raise ValueError("currency must be an ISO 4217 numeric code")
+    digest = int.from_bytes(hashlib.sha256(f"network:{network}".encode()).digest()[:5], "big")
+    return NETWORK_SETTLEMENT_ACCOUNT_BASE + digest * 1000 + currency
+
+
+def settlement_accounts_for(pairs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """(network, currency) -> settlement account id, for each network and currency it settles."""
+    return {
+        (network, currency): network_settlement_account_id(network, currency) for network, currency in pairs
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardingNetwork:
+    """One network as the participant uses it: translation profile, link, zone PIN keys, deadline."""
+
+    profile: NetworkProfile
+    link: Network
+    keys: NetworkKeys
+    deadline_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardRequest:
+    """What the Authorizer hands over once the request passed its checks and routing chose a network."""
+
+    acquired: AcquiredRequest
+    route: RouteDecision  # kind NETWORK (network + fallbacks) or ALL_LINKS_DOWN; its stand-in rule
+    transfer_id: str  # the request's idempotent ledger id (terminal, field 7, STAN)
+    transmitted: datetime  # the terminal's field 7: business day of the limits, hold expiry, advice time
+    pin_key: PinKey | None  # the key the terminal's PIN block is under (None: no PIN block)
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardOutcome:
+    """What happened, for the terminal's answer, the journal and the canonical log line."""
+
+    result: Result
+    route: str  # "visa", "visa->cups" (a fallback), "visa:standin"; "" when no network was named
+    network: str | None  # the network that answered, timed out or stood in for
+    auth_code: str = ""
+    response_fields: Mapping[int, str] = field(default_factory=dict)  # 38 and 54 for the terminal
+    network_response_code: str | None = None  # field 39 as the network sent it
+    network_stan: str | None = None  # field 11 the link gave the request
+    reversal_queued: bool = False
+    advice_queued: bool = False
+    standin: bool = False
+
+
+class Forwarder:
+    def __init__(
+        self,
+        *,
+        networks: Mapping[str, ForwardingNetwork],
+        hsm: Hsm,
+        ledger: Ledger,
+        saf: StoreAndForward,
+        forwarded: ForwardedTransactions,
+        settlement_accounts: Mapping[tuple[str, int], int],
+        card_token: Callable[[Pan], str],
+        clock: Clock,
+        preauth_hold_s: int = _PREAUTH_HOLD_S_DEFAULT,
+    ) -> None:
+        self.networks = networks
+        self.hsm = hsm
+        self.ledger = ledger
+        self.saf = saf
+        self.forwarded = forwarded
+        self.settlement_accounts = settlement_accounts
+        # A stable, keyed, irreversible name of a card (the PAN vault's lookup hash): stand-in counters
+        # are per card, and their keys are stored in clear.
+        self._card_token = card_token
+        self.clock = clock
+        self.preauth_hold_s = preauth_hold_s
+
+    async def ensure_settlement_accounts(self) -> None:
+        """Create the network settlement accounts that do not exist yet (at start; idempotent)."""
+        await self.ledger.create_accounts(
+            [
+                LedgerAccount(account_id=account_id, currency=currency)
+                for (_, currency), account_id in sorted(self.settlement_accounts.items())
+            ]
+        )
+
+    # -- forwarding ----------------------------------------------------------------------------------
+
+    async def forward(self, req: ForwardRequest) -> ForwardOutcome:
+        acquired, decision = req.acquired, req.route
+        candidates = ([decision.network] if decision.network else []) + list(decision.fallbacks)
+        owner = decision.network or (decision.unavailable[0] if decision.unavailable else None)
+        if acquired.transaction not in FORWARDABLE:
+            return ForwardOutcome(Result.INVALID_TRANSACTION, owner or "", owner)
+        pin_block: bytes | None = None
+        pin_text = acquired.request.get(52)
+        if pin_text is not None:
+            try:
+                pin_block = bytes.fromhex(pin_text)
+            except ValueError:
+                return ForwardOutcome(Result.FORMAT_ERROR, owner or "", owner)
+            if len(pin_block) != 8:
+                return ForwardOutcome(Result.FORMAT_ERROR, owner or "", owner)
+            if req.pin_key is None:
+                return ForwardOutcome(Result.SECURITY_VIOLATION, owner or "", owner)
+        tried: list[str] = []
+        no_currency = 0
+        for name in candidates:
+            tried.append(name)
+            net = self.networks.get(name)
+            if net is None:
+                continue  # routed to, but no link configured in this process
+            if self._moves_money(acquired) and (name, acquired.currency) not in self.settlement_accounts:
+                no_currency += 1  # this network cannot settle the currency here: the next one may
+                continue
+            message = network_request(net.profile, acquired)
+            if pin_block is not None:
+                assert req.pin_key is not None
+                zpk = await net.keys.sending_key()
+                if zpk is None:
+                    log.warning("network has no zone PIN key yet", network=name)
+                    continue
+                translated = await self.hsm.translate_pin_to_zpk(
+                    key=req.pin_key, zpk=zpk.under_lmk, pin_block=pin_block, pan=acquired.card.pan.digits
+                )
+                if translated is None:
+                    # Never sent: nothing to undo. The terminal's block holds no PIN (or not under its key).
+                    return ForwardOutcome(Result.INCORRECT_PIN, "->".join(tried), name)
+                message = with_pin_block(message, pin_block=translated, key_index=zpk.index)
+            try:
+                exchange = await net.link.request(message, timeout_s=net.deadline_s)
+            except NetworkUnavailable:
+                continue
+            route = "->".join(tried)
+            if exchange.response is None:
+                await self._queue_reversal(net, exchange.sent, REVERSAL_REASON_TIMEOUT)
+                return await self._stand_in(req, owner=name, sent=exchange.sent, route=route)
+            return await self._answered(req, net, exchange, route)
+        if candidates and no_currency == len(candidates):
+            return ForwardOutcome(Result.UNSUPPORTED_CURRENCY, "->".join(tried), owner)
+        return await self._stand_in(req, owner=owner, sent=None, route="->".join(tried) or owner or "")
+
+    async def _answered(
+        self, req: ForwardRequest, net: ForwardingNetwork, exchange: NetworkExchange, route: str
+    ) -> ForwardOutcome:
+        assert exchange.response is not None
+        name, sent = net.profile.name, exchange.sent
+        answer = network_answer(net.profile.dialect, exchange.response)
+        stan = sent.get(11)
+        if not answer.result.approved:
+            return ForwardOutcome(
+                answer.result, route, name, network_response_code=answer.response_code, network_stan=stan
+            )
+        response_fields = {38: answer.auth_code} if answer.auth_code else {}
+        if answer.balances:
+            response_fields[54] = answer.balances
+        transfer = self._settlement_transfer(req, name, reference=f"{name}:rrn:{req.acquired.rrn}")
+        if transfer is None:  # a balance inquiry moves no money
+            return ForwardOutcome(
+                Result.APPROVED,
+                route,
+                name,
+                auth_code=answer.auth_code,
+                response_fields=response_fields,
+                network_response_code=answer.response_code,
+                network_stan=stan,
+            )
+        try:
+            (posted,) = await self.ledger.create_transfers([transfer])
+        except Exception:
+            await self._undo(net, sent, transfer)
+            raise
+        if posted in (TransferResult.EXISTS, TransferResult.EXISTS_WITH_DIFFERENT_FIELDS):
+            duplicate = await self._answered_before(req, net, sent)
+            if duplicate is not None:
+                return duplicate
+        if posted not in _APPLIED:
+            # The network approved what the switch cannot book: the network is told to forget it.
+            log.warning(
+                "network approval not booked", network=name, rrn=req.acquired.rrn, ledger_result=posted.value
+            )
+            await self._queue_reversal(net, sent, REVERSAL_REASON_ACQUIRER_CANNOT_COMPLETE)
+            return ForwardOutcome(
+                _LEDGER_REFUSAL.get(posted, Result.SYSTEM_MALFUNCTION),
+                route,
+                name,
+                network_response_code=answer.response_code,
+                network_stan=stan,
+                reversal_queued=True,
+            )
+        try:
+            await self._record(req, name, route, sent, answer.auth_code)
+        except Exception:
+            await self._undo(net, sent, transfer)
+            raise
+        return ForwardOutcome(
+            Result.APPROVED,
+            route,
+            name,
+            auth_code=answer.auth_code,
+            response_fields=response_fields,
+            network_response_code=answer.response_code,
+            network_stan=stan,
+        )
+
+    async def _answered_before(
+        self, req: ForwardRequest, net: ForwardingNetwork, sent: Message
+    ) -> ForwardOutcome | None:
+        """A terminal's retransmission that reached the network again (after a restart, or on another
+        switchd, where the Authorizer's memory of answers does not reach): the network now holds a second
+        approval, which is reversed, and the terminal gets the first one's answer. None if the first
+        approval was not recorded (it failed between ledger and record): this one is recorded instead."""
+        first = await self.forwarded.find(req.transfer_id)
+        if first is None:
+            undo_id = _reversal_transfer_id(req.transfer_id)
+            if undo_id in await self.ledger.lookup_transfers([undo_id]):
+                # That failure undid the posting, and its id cannot be posted again: this approval is
+                # reversed too, and the terminal hears of a failure rather than of money that is not booked.
+                await self._queue_reversal(net, sent, REVERSAL_REASON_ACQUIRER_CANNOT_COMPLETE)
+                return ForwardOutcome(
+                    Result.SYSTEM_MALFUNCTION, net.profile.name, net.profile.name, reversal_queued=True
+                )
+            return None
+        await self._queue_reversal(net, sent, REVERSAL_REASON_ACQUIRER_CANNOT_COMPLETE)
+        return ForwardOutcome(
+            Result.APPROVED,
+            first.route,
+            first.network,
+            auth_code=first.auth_code,
+            response_fields={38: first.auth_code} if first.auth_code else {},
+            network_stan=first.message.get(11),
+            reversal_queued=True,
+            standin=first.route.endswith(":standin"),
+        )
+
+    # -- stand-in ------------------------------------------------------------------------------------
+
+    async def _stand_in(
+        self, req: ForwardRequest, *, owner: str | None, sent: Message | None, route: str
+    ) -> ForwardOutcome:
+        """Approve on the network's behalf if its rule allows it; else 91. `sent` is the request that timed
+        out (its reversal is queued already), None when nothing could be sent."""
+        acquired, rule = req.acquired, req.route.standin
+        queued = sent is not None
+        declined = ForwardOutcome(
+            Result.ISSUER_INOPERATIVE,
+            route,
+            owner,
+            network_stan=sent.get(11) if sent is not None else None,
+            reversal_queued=queued,
+        )
+        net = self.networks.get(owner) if owner is not None else None
+        if rule is None or net is None or rule.network != owner:
+            return declined
+        if acquired.request.get(52) is not None:
+            return declined  # a foreign issuer's PIN cannot be checked here
+        if acquired.transaction not in _STANDIN_TYPES:
+            return declined
+        if rule.currency != acquired.currency or not rule.covers_amount(acquired.amount):
+            return declined
+        day = req.transmitted.date().isoformat()
+        transfer = self._settlement_transfer(
+            req,
+            net.profile.name,
+            reference=f"standin:{net.profile.name}:rrn:{acquired.rrn}",
+            limit_key=f"standin:{net.profile.name}:{self._card_token(acquired.card.pan)}:{day}",
+            limit_amount_max=rule.daily_amount_max,
+            limit_count_max=rule.daily_count_max,
+        )
+        if transfer is None:
+            return declined
+        (posted,) = await self.ledger.create_transfers([transfer])
+        if posted not in _APPLIED:
+            log.info("stand-in refused", network=owner, rrn=acquired.rrn, ledger_result=posted.value)
+            return declined
+        auth_code = auth_code_for(req.transfer_id)
+        advice = standin_advice(
+            net.profile,
+            acquired,
+            stan=advice_stan(req.transfer_id),
+            transmitted=req.transmitted,
+            auth_code=auth_code,
+            original=sent,
+        )
+        standin_route = f"{net.profile.name}:standin"
+        try:
+            await self.saf.enqueue(
+                SafEntry(
+                    network=net.profile.name,
+                    kind="advice",
+                    key=advice_key(net.profile.name, advice),
+                    message=advice,
+                )
+            )
+            await self._record(req, net.profile.name, standin_route, advice, auth_code)
+        except Exception:
+            await self._undo_ledger(transfer)
+            raise
+        return ForwardOutcome(
+            Result.APPROVED,
+            standin_route,
+            net.profile.name,
+            auth_code=auth_code,
+            response_fields={38: auth_code},
+            network_stan=sent.get(11) if sent is not None else None,
+            reversal_queued=queued,
+            advice_queued=True,
+            standin=True,
+        )
+
+    # -- terminal reversals --------------------------------------------------------------------------
+
+    async def reverse(
+        self,
+        *,
+        original_transfer_id: str,
+        card: CardData | None,
+        replacement_amount: int | None = None,
+    ) -> ForwardOutcome | None:
+        """A terminal's reversal (0400/0420) of `original_transfer_id`: the ledger posting reversed once
+        and the network's 0420 queued. None when no forwarded transaction of that id moved money (the caller
+        acknowledges it, as for any unknown original)."""
+        record = await self.forwarded.find(original_transfer_id)
+        if record is None:
+            return None
+        name, route = record.network, record.route
+        if card is None:
+            return ForwardOutcome(Result.FORMAT_ERROR, route, name)
+        if card.pan.masked != record.pan_masked:
+            return ForwardOutcome(Result.RECORD_NOT_FOUND, route, name)  # another card: not this original
+        net = self.networks.get(name)
+        if net is None:
+            # Nothing changed: a repeat once the network is configured again does it all.
+            log.error("reversal for a network not configured", network=name, transfer_id=original_transfer_id)
+            return ForwardOutcome(Result.SYSTEM_MALFUNCTION, route, name)
+        amount = record.amount
+        if replacement_amount is not None and replacement_amount >= amount:
+            # Everything was dispensed: nothing to give back.
+            return ForwardOutcome(Result.APPROVED, route, name)
+        found = await self.ledger.lookup_transfers([record.transfer_id])
+        original = found.get(record.transfer_id)
+        # A hold is voided whole (field 95 of a pre-authorization's reversal means nothing).
+        partial = (
+            replacement_amount is not None
+            and replacement_amount > 0
+            and (original is None or original.kind is not TransferKind.PENDING)
+        )
+        if original is not None:
+            reversal = _reversal_transfer(original, replacement_amount if partial else None)
+            (posted,) = await self.ledger.create_transfers([reversal])
+            if posted not in _REVERSED_ALREADY:
+                log.error(
+                    "ledger refused a reversal of a forwarded transaction",
+                    network=name,
+                    transfer_id=original_transfer_id,
+                    ledger_result=posted.value,
+                )
+                return ForwardOutcome(Result.SYSTEM_MALFUNCTION, route, name)
+        message = network_reversal(
+            net.profile,
+            record.message,
+            reason=REVERSAL_REASON_CUSTOMER_CANCELLATION,
+            pan=card.pan,
+            replacement_amount=replacement_amount if partial else None,
+        )
+        await self.saf.enqueue(
+            SafEntry(network=name, kind="reversal", key=reversal_key(name, record.message), message=message)
+        )
+        return ForwardOutcome(
+            Result.APPROVED, route, name, network_stan=record.message.get(11), reversal_queued=True
+        )
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _moves_money(acquired: AcquiredRequest) -> bool:
+        return acquired.transaction is not TransactionType.BALANCE
+
+    def _settlement_transfer(
+        self,
+        req: ForwardRequest,
+        network: str,
+        *,
+        reference: str,
+        limit_key: str | None = None,
+        limit_amount_max: int | None = None,
+        limit_count_max: int | None = None,
+    ) -> Transfer | None:
+        acquired = req.acquired
+        if not self._moves_money(acquired):
+            return None
+        account = self.settlement_accounts.get((network, acquired.currency))
+        if account is None:
+            return None
+        merchant = acquired.merchant.settlement_account_id
+        debit, credit = account, merchant  # the network owes us what its cardholder spent
+        kind, expires = TransferKind.POSTED, None
+        if acquired.transaction is TransactionType.REFUND:
+            debit, credit = merchant, account
+        elif acquired.transaction is TransactionType.PREAUTH:
+            # From the request's own time, so a retransmission builds the very same transfer.
+            kind, expires = TransferKind.PENDING, req.transmitted + timedelta(seconds=self.preauth_hold_s)
+        return Transfer(
+            transfer_id=req.transfer_id,
+            kind=kind,
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=acquired.amount,
+            currency=acquired.currency,
+            expires_at=expires,
+            limit_key=limit_key,
+            limit_amount_max=limit_amount_max,
+            limit_count_max=limit_count_max,
+            reference=reference,
+        )
+
+    async def _record(
+        self, req: ForwardRequest, network: str, route: str, held: Message, auth_code: str
+    ) -> None:
+        await self.forwarded.record(
+            ForwardedRecord(
+                transfer_id=req.transfer_id,
+                network=network,
+                route=route,
+                message=without_card_data(held),
+                pan_masked=req.acquired.card.pan.masked,
+                amount=req.acquired.amount,
+                currency=req.acquired.currency,
+                auth_code=auth_code,
+                created_at=self.clock.now(),
+            )
+        )
+
+    async def _queue_reversal(self, net: ForwardingNetwork, sent: Message, reason: str) -> bool:
+        name = net.profile.name
+        key = reversal_key(name, sent)
+        try:
+            return await self.saf.enqueue(
+                SafEntry(
+                    network=name,
+                    kind="reversal",
+                    key=key,
+                    message=network_reversal(net.profile, sent, reason=reason),
+                )
+            )
+        except Exception:
+            # The terminal gets 96 (the caller's answer to a failure); the network may hold an approval.
+            log.error("network reversal could not be queued", network=name, idempotency_key=key)
+            raise
+
+    async def _undo(self, net: ForwardingNetwork, sent: Message, transfer: Transfer) -> None:
+        """After a failure that follows a network approval: reverse it on the network and (if it was
+        booked) in the ledger, as far as the failing database allows. The caller re-raises."""
+        # A failure to queue is logged already; the ledger undo below may still work.
+        with contextlib.suppress(Exception):
+            await self._queue_reversal(net, sent, REVERSAL_REASON_ACQUIRER_CANNOT_COMPLETE)
+        await self._undo_ledger(transfer)
+
+    async def _undo_ledger(self, transfer: Transfer) -> None:
+        try:
+            (undone,) = await self.ledger.create_transfers([_reversal_transfer(transfer, None)])
+        except Exception as exc:
+            log.error("ledger undo failed", transfer_id=transfer.transfer_id, error=type(exc).__name__)
+            return
+        # Not found: the failure came before the posting was applied, so there is nothing to undo.
+        if undone not in (
+            *_REVERSED_ALREADY,
+            TransferResult.REVERSED_NOT_FOUND,
+            TransferResult.PENDING_NOT_FOUND,
+        ):
+            log.error("ledger undo refused", transfer_id=transfer.transfer_id, ledger_result=undone.value)
+
+
+def _reversal_transfer(original: Transfer, replacement_amount: int | None) -> Transfer:
+    """The reversal of a forwarded transaction's posting: a hold is voided, a posting given back (all of
+    it, or what exceeds `replacement_amount`), at most once (its id is "rev:" + the original's)."""
+    transfer_id = _reversal_transfer_id(original.transfer_id)
+    if original.kind is TransferKind.PENDING:
+        return Transfer(
+            transfer_id=transfer_id,
+            kind=TransferKind.VOID_PENDING,
+            debit_account_id=original.debit_account_id,
+            credit_account_id=original.credit_account_id,
+            amount=original.amount,
+            currency=original.currency,
+            pending_id=original.transfer_id,
+            reference=f"void of {original.transfer_id}",
+        )
+    amount = original.amount - replacement_amount if replacement_amount is not None else original.amount
+    return Transfer(
+        transfer_id=transfer_id,
+        kind=TransferKind.POSTED,
+        debit_account_id=original.credit_account_id,
+        credit_account_id=original.debit_account_id,
+        amount=amount,
+        currency=original.currency,
+        reverses_id=original.transfer_id,
+        reference=f"reversal of {original.transfer_id}",
+    )
+
+
+def _reversal_transfer_id(transfer_id: str) -> str:
+    return f"rev:{transfer_id}"
