@@ -43,14 +43,19 @@ def _read_line_with(proc: subprocess.Popen[str], needle: str, timeout_s: float) 
     raise RuntimeError(f"no line containing {needle!r} within {timeout_s} s")
 
 
-def _wait_for_line(path: Path, needle: str, timeout_s: float) -> str:
+def _wait_for_event(path: Path, kind: str, timeout_s: float) -> dict[str, Any]:
+    """The first JSON log line of `path` whose event_kind is `kind` (the file is still being written)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for line in path.read_text().splitlines():
-            if needle in line:
-                return line
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(event, dict) and event.get("event_kind") == kind:
+                return event
         time.sleep(0.2)
-    raise RuntimeError(f"no line containing {needle!r} in {path.name} within {timeout_s} s")
+    raise RuntimeError(f"no {kind!r} line in {path.name} within {timeout_s} s")
 
 
 def _loadgen(port: int, *, rate: float, duration_s: float, terminals: int, in_flight: int) -> dict[str, Any]:
@@ -134,7 +139,7 @@ def run(args: list[str]) -> None:
         env=env,
     )
     try:
-        ready = json.loads(_wait_for_line(log_path, '"event_kind": "ready"', 180))
+        ready = _wait_for_event(log_path, "ready", 180)
         port = int(ready["terminal"].rsplit(":", 1)[1])
         full = _loadgen(port, rate=0, duration_s=duration_s, terminals=terminals, in_flight=in_flight)
         _report("switchd purchases, max rate", full)

@@ -39,6 +39,7 @@ from simulators.messages import (
 )
 from simulators.terminal import CODEC, TerminalClient, leaves, open_terminal
 from specs import demo
+from switch.iso.message import Message
 
 __all__ = ["Mix", "Stats", "main", "parse_mix", "percentile"]
 
@@ -72,7 +73,16 @@ class Mix:
     weights: tuple[int, ...]
 
     def pick(self, rng: random.Random) -> TxnType:
-        return rng.choices(self.types, weights=self.weights, k=1)[0]
+        if len(self.types) == 1:
+            return self.types[0]
+        return rng.choices(self.types, cum_weights=self._cumulative(), k=1)[0]
+
+    def _cumulative(self) -> list[int]:
+        total, out = 0, []
+        for weight in self.weights:
+            total += weight
+            out.append(total)
+        return out
 
 
 def parse_mix(text: str) -> Mix:
@@ -274,6 +284,8 @@ async def _generate(
     next_s = trio.current_time() + interval_s * index / max(plan.terminals, 1)
 
     templates = None if plan.mac else _Templates(terminal)
+    if templates is not None:
+        terminal.response_decoder = _stan_and_code
 
     async def one(txn: TxnType, card: Card) -> None:
         try:
@@ -306,6 +318,50 @@ async def _generate(
             card = rng.choice(prepaid_cards if txn is TxnType.LOAD else debit_cards)
             stats.sent += 1
             nursery.start_soon(one, txn, card)
+
+
+_HEADER_BYTES = 5  # the terminal dialect's TPDU
+_SPEC = CODEC.dialect.iso_spec
+
+
+def _stan_and_code(payload: bytes) -> Message | None:
+    """A response's MTI, STAN (11) and code (39), read by walking its fields without decoding them.
+
+    The terminal dialect has ASCII lengths and ASCII or binary data, so each field's size is known from
+    its length prefix or the spec. None (decode it in full) for anything unusual: a MAC to check, a
+    field the walk cannot size, a frame cut short.
+    """
+    body = payload[_HEADER_BYTES:]
+    try:
+        mti = body[:4].decode("ascii")
+        bitmap = int.from_bytes(body[4:12], "big")
+        pos, top = 12, 64
+        if bitmap >> 63:
+            bitmap = (bitmap << 64) | int.from_bytes(body[12:20], "big")
+            pos, top = 20, 128
+        if (bitmap >> (top - 64)) & 1 or (top == 128 and bitmap & 1):
+            return None  # a MAC (64 or 128): the full path checks it
+        found: dict[int, str] = {}
+        for number in range(2, top + 1):
+            if not (bitmap >> (top - number)) & 1:
+                continue
+            spec = _SPEC[str(number)]
+            prefix = spec["len_type"]
+            if prefix:
+                length = int(body[pos : pos + prefix])
+                pos += prefix
+            else:
+                length = spec["max_len"]
+            if number in (11, 39):
+                found[number] = body[pos : pos + length].decode("ascii")
+                if number == 39:
+                    break
+            pos += length
+        if 11 not in found or pos > len(body):
+            return None
+        return Message(mti, found)
+    except (ValueError, KeyError, UnicodeDecodeError):
+        return None
 
 
 # Fields that differ between two requests of one terminal for one card and type: everything else of

@@ -130,6 +130,9 @@ class TerminalClient:
         self._send_lock = trio.Lock()
         self.unmatched_responses = 0
         self.closed_reason: str | None = None
+        # A cheaper decoder for responses (payload -> message, or None to decode in full): the load
+        # generator only needs a response's STAN and code, and a full decode is most of its CPU.
+        self.response_decoder: Callable[[bytes], Message | None] | None = None
 
     def next_stan(self) -> str:
         stan = self._stan
@@ -149,6 +152,10 @@ class TerminalClient:
                     return
                 framer.receive_data(bytes(data))
                 for payload in framer:
+                    quick = self.response_decoder(payload) if self.response_decoder is not None else None
+                    if quick is not None:
+                        self._deliver(quick)
+                        continue
                     decoded = CODEC.decode_payload(payload)
                     if isinstance(decoded, Packet):
                         self._deliver(decoded.message)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import socket
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -28,7 +29,7 @@ from switch.iso.message import Message, response_mti
 from switch.logs import get_logger
 from switch.metrics import Metrics
 
-__all__ = ["FORMAT_ERROR", "MessageHandler", "TerminalServer"]
+__all__ = ["FORMAT_ERROR", "MessageHandler", "TerminalServer", "open_listeners"]
 
 log = get_logger("terminal")
 
@@ -40,6 +41,37 @@ _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 # Given a decoded request, return the response to send (None: nothing to send, e.g. an advice
 # acknowledged elsewhere). Declines are responses, not exceptions.
 MessageHandler = Callable[[Message], Awaitable[Message | None]]
+
+
+_BACKLOG = 0xFFFF  # as trio's own default: the kernel caps it at net.core.somaxconn
+
+
+async def open_listeners(host: str, port: int, *, reuse_port: bool) -> list[trio.SocketListener]:
+    """TCP listeners on host:port; with `reuse_port`, each socket has SO_REUSEPORT set before it binds,
+    so that other processes (switchd workers) can listen on the same port and share its connections."""
+    if not reuse_port:
+        return await trio.open_tcp_listeners(port, host=host)
+    listeners: list[trio.SocketListener] = []
+    infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    try:
+        for family, type_, proto, _name, address in infos:
+            sock = trio.socket.socket(family, type_, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                await sock.bind(address)
+                sock.listen(_BACKLOG)
+            except BaseException:
+                sock.close()
+                raise
+            listeners.append(trio.SocketListener(sock))
+    except BaseException:
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
+        raise
+    return listeners
 
 
 class _Closing:
@@ -72,8 +104,12 @@ class TerminalServer:
         name: str,
         codec: Codec,
         handler: MessageHandler,
+        reuse_port: bool = False,
     ) -> None:
         self.config = config
+        # Several switchd workers share one port (SO_REUSEPORT): the kernel spreads new connections
+        # over their listening sockets.
+        self.reuse_port = reuse_port
         self.metrics = metrics
         self.name = name
         self.codec = codec
@@ -97,7 +133,7 @@ class TerminalServer:
     async def serve(
         self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        listeners = await open_listeners(self.config.host, self.config.port, reuse_port=self.reuse_port)
         try:
             async with trio.open_nursery() as connections:
                 self._connections = connections

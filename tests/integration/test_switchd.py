@@ -23,7 +23,7 @@ import pytest
 import trio
 import trio.testing
 
-from switch.adapters.terminal_server import TerminalServer
+from switch.adapters.terminal_server import TerminalServer, open_listeners
 from switch.app import ReadyInfo, run_switch
 from switch.config import TerminalListenerConfig, load_config
 from switch.iso.codec import Codec, Packet
@@ -544,3 +544,28 @@ def test_sigterm_while_postgresql_starts_stops_cleanly():
     assert "stop requested while starting; stopping without serving" in events
     assert "embedded postgresql stopped" in events and not left_running
     assert not any("switchd ready" in event for event in events)
+
+
+async def test_reuse_port_lets_two_listeners_share_one_port():
+    """If two terminal servers open with reuse_port on one port, then both bind and connections reach them."""
+    first = await open_listeners("127.0.0.1", 0, reuse_port=True)
+    port = first[0].socket.getsockname()[1]
+    second = await open_listeners("127.0.0.1", port, reuse_port=True)
+    try:
+        with pytest.raises(OSError):  # without SO_REUSEPORT the port is taken
+            await open_listeners("127.0.0.1", port, reuse_port=False)
+        accepted = 0
+        with trio.fail_after(5):
+            for _ in range(8):
+                client = await trio.open_tcp_stream("127.0.0.1", port)
+                for listener in first + second:
+                    with trio.move_on_after(0.05):
+                        stream = await listener.accept()
+                        accepted += 1
+                        await stream.aclose()
+                        break
+                await client.aclose()
+        assert accepted == 8
+    finally:
+        for listener in first + second:
+            await listener.aclose()
