@@ -31,6 +31,12 @@ __all__ = [
     "POS_TERMINALS",
     "PREPAID_BIN",
     "PREPAID_CARD_COUNT",
+    "RIAL_BIN",
+    "RIAL_CARD_COUNT",
+    "RIAL_CURRENCY",
+    "RIAL_MERCHANT_ID",
+    "RIAL_OPENING_BALANCE",
+    "RIAL_POS_TERMINALS",
     "SPECIAL_CARDS",
     "demo_pan",
     "dukpt_initial_ksn",
@@ -75,6 +81,17 @@ DEMO_IBM_PVK_HEX = "1C2C3E4F5B6B7C8C9EAEB0C1D3E3F404"
 DEMO_DECIMALIZATION_TABLE = "0123456789012345"
 DEMO_PIN_VALIDATION_DATA = "99000300000N"
 DEMO_IBM_CHECK_LENGTH = 4
+
+# The rial corner: Shetab settles only in Iranian rials (364), so a Shetab card is used at a merchant that
+# prices in rials, and Shetab's acquirers bring requests in rials for cards of ours that hold rials. The
+# terminals are POS terminals like the others (TMK above); the cards share the debit product's keys and
+# PIN. Rial amounts are in minor units like every other (ISO 4217 gives the rial 2 decimals).
+RIAL_CURRENCY = 364
+RIAL_BIN = "990004"
+RIAL_CARD_COUNT = 50
+RIAL_OPENING_BALANCE = 100_000_000  # 1,000,000.00 rials
+RIAL_MERCHANT_ID = "DEMORIALSHOP001"
+RIAL_POS_TERMINALS = ("RLPOS001", "RLPOS002")
 
 # DUKPT PIN pads (TDES, ANSI X9.24-1:2009). The BDK is the PUBLIC test BDK of X9.24-1 Annex A and the key
 # set identifier that of its test KSN FFFF9876543210E00000: test only, anyone can derive every key. The

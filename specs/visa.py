@@ -67,7 +67,7 @@ RESPONSE_CODES: dict[str, str] = {
     "12": "invalid_transaction",
     "13": "invalid_amount",
     "14": "invalid_card",
-    "15": "invalid_card",  # no such issuer
+    "15": "no_such_issuer",
     "25": "record_not_found",
     "30": "format_error",
     "41": "lost_card",

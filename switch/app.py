@@ -1,9 +1,16 @@
 """Composition root: config -> adapters -> (pipeline) -> trio nurseries, signals, drain.
 
 The only module (with switch.cli) that knows the concrete adapters. Start order: database (embedded
-server if no DSN), migrations, admin endpoint, listeners, ready line. Stop order on SIGINT/SIGTERM:
-stop accepting, let in-flight work finish within `switch.drain_timeout_s`, close connections, close the
-pool, stop the embedded server, exit 0.
+server if no DSN), migrations, admin endpoint, ledger, journal, card directory (and the demo seed),
+then with any enabled `[networks.<name>]`: routing table, zone key store, forwarded-transaction store,
+store-and-forward queue and worker, forwarder (its settlement accounts created), one link per network
+(connecting in the background: sign-on, then key exchange and a wake-up of the SAF worker, and a key
+exchange every `key_exchange_interval_s`); then the terminal listener and the ready line.
+
+Stop order on SIGINT/SIGTERM: stop accepting terminals and let their in-flight requests finish (a
+forwarded one waits for its network) within `switch.drain_timeout_s`; then drain the links (pending
+requests answered or timed out, the networks' requests being served answered, sign-off); then stop the
+SAF worker and the rest, close the pool, stop the embedded server, exit 0.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -19,24 +27,46 @@ import trio
 
 from switch.adapters.admin_http import AdminServer
 from switch.adapters.hsm import ClientHsm, open_hsm
+from switch.adapters.network_link import LateResponse, NetworkLink
 from switch.adapters.postgres.db import Database, DatabaseSettings
 from switch.adapters.postgres.directory import PgDirectory, VaultKeyStore
 from switch.adapters.postgres.embedded import EmbeddedPostgres
 from switch.adapters.postgres.journal import PgJournal
 from switch.adapters.postgres.ledger import PgLedger
 from switch.adapters.postgres.migrate import apply_migrations
+from switch.adapters.postgres.network_keys import PgForwardedTransactions, PgNetworkKeyStore
+from switch.adapters.postgres.routes import PgRoutes
+from switch.adapters.postgres.saf import PgSafQueue
+from switch.adapters.saf_worker import SafMetrics, SafWorker, SafWorkerSettings
 from switch.adapters.terminal_server import TerminalServer
 from switch.cli.demo_seed import seed_demo
-from switch.config import Config
+from switch.config import Config, NetworkConfig
+from switch.domain.model import Pan
+from switch.domain.pan_vault import PanVault
+from switch.domain.saf import SafBackoff, SafPolicy
+from switch.domain.translation import NetworkProfile
 from switch.iso.codec import Codec
+from switch.iso.interchange import network_tables
+from switch.iso.message import Message
 from switch.logs import get_logger
 from switch.metrics import Metrics
-from switch.pipeline.authorize import Authorizer
+from switch.pipeline.authorize import Authorizer, NetworkRequests
+from switch.pipeline.forward import Forwarder, ForwardingNetwork, settlement_accounts_for
+from switch.pipeline.issuer import IssuerNetwork, issuer_response_codes
+from switch.pipeline.network_keys import NetworkKeys
 from switch.terminal_service import TerminalService
 
 __all__ = ["ReadyInfo", "run_switch", "switch_version"]
 
 log = get_logger("switchd")
+_FORGET_WORKING_KEYS = """
+UPDATE network_keys
+SET current_index = NULL, current_zpk_under_lmk = NULL, current_check_value = NULL, current_installed_at = NULL,
+    previous_index = NULL, previous_zpk_under_lmk = NULL, previous_check_value = NULL,
+    previous_installed_at = NULL, updated_at = now()
+WHERE network = ANY($1::text[])
+"""
+_SIGN_OFF_S = 2.0  # the links' drain gets at least this long, even when the terminals took it all
 
 
 def switch_version() -> str:
@@ -59,11 +89,35 @@ class ReadyInfo:
     admin_address: str | None
     database: str
     embedded_data_dir: str | None
+    networks: dict[str, str] = field(default_factory=dict)  # enabled network -> its endpoints
 
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+@dataclass
+class Interbank:
+    """The network side as wired for this process (present when a network is enabled)."""
+
+    links: dict[str, NetworkLink]
+    keys: dict[str, NetworkKeys]
+    forwarder: Forwarder
+    worker: SafWorker
+    routes: PgRoutes
+    configs: dict[str, NetworkConfig]
+    # network -> the edge of its requests for our cards (filled by _start_links, read by the links).
+    issuer_services: dict[str, TerminalService]
+
+    def describe_links(self) -> str:
+        return ", ".join(f"{name} {'up' if link.up else 'down'}" for name, link in self.links.items())
+
+    async def drain(self, timeout_s: float) -> None:
+        """Every link at once: pending requests answered or timed out, then sign-off."""
+        async with trio.open_nursery() as nursery:
+            for link in self.links.values():
+                nursery.start_soon(link.drain, timeout_s)
 
 
 @dataclass
@@ -75,6 +129,7 @@ class Core:
     ledger: PgLedger
     journal: PgJournal
     hsm_description: str
+    interbank: Interbank | None = None
 
 
 async def _start_core(
@@ -94,6 +149,7 @@ async def _start_core(
     vault = await VaultKeyStore(db, hsm.client).load_or_create()
     directory = PgDirectory(db, vault)
     await services.start(directory.run)  # LISTEN for changes before the first cached read
+    enabled = {name: network for name, network in config.networks.items() if network.enabled}
     if demo:
         summary = await seed_demo(db, ledger, hsm.client, vault)
         log.info(
@@ -102,8 +158,19 @@ async def _start_core(
             debit_cards=summary.debit_cards,
             prepaid_cards=summary.prepaid_cards,
         )
+        if enabled:
+            # A network simulator keeps no keys across its restarts: its first exchange is index 01 again,
+            # which the key store would take for an older key than one a long previous run left current.
+            # So the process that seeds the demo forgets the working keys (never the ZMKs), and the first
+            # exchange's key is current whatever its index.
+            await db.execute(_FORGET_WORKING_KEYS, sorted(enabled))
     codec = Codec("terminal")
     clock = SystemClock()
+    interbank = (
+        await _build_interbank(config, enabled, db, metrics, services, hsm, vault, ledger, clock)
+        if enabled
+        else None
+    )
     authorizer = Authorizer(
         directory=directory,
         ledger=ledger,
@@ -111,6 +178,8 @@ async def _start_core(
         clock=clock,
         respond=lambda request, code: codec.response(request, response_code=code),
         encode=codec.encode_message,
+        routes=interbank.routes if interbank is not None else None,
+        forwarder=interbank.forwarder if interbank is not None else None,
     )
     service = TerminalService(
         authorizer=authorizer,
@@ -119,8 +188,194 @@ async def _start_core(
         clock=clock,
         node_name=config.switch.node_name,
     )
+    if interbank is not None:
+        await _start_links(config, interbank, authorizer, journal, metrics, services, clock)
     services.start_soon(_expire_holds, ledger, clock, config.ledger.hold_expiry_check_s)
-    return Core(codec=codec, service=service, ledger=ledger, journal=journal, hsm_description=hsm_description)
+    return Core(
+        codec=codec,
+        service=service,
+        ledger=ledger,
+        journal=journal,
+        hsm_description=hsm_description,
+        interbank=interbank,
+    )
+
+
+async def _build_interbank(
+    config: Config,
+    enabled: dict[str, NetworkConfig],
+    db: Database,
+    metrics: Metrics,
+    services: trio.Nursery,
+    hsm: ClientHsm,
+    vault: PanVault,
+    ledger: PgLedger,
+    clock: SystemClock,
+) -> Interbank:
+    """Routing, keys, store-and-forward and the forwarder for the enabled networks; links built, not run."""
+    routes = PgRoutes(db)
+    await services.start(routes.run)  # LISTEN for route changes before the first decision
+    key_store = PgNetworkKeyStore(db)
+    exchanges = metrics.network_key_exchanges_total
+    saf = config.saf
+    policy = SafPolicy(
+        backoff=SafBackoff(initial_s=saf.backoff_initial_s, max_s=saf.backoff_max_s),
+        reversal_lifetime_s=saf.reversal_lifetime_s,
+        advice_lifetime_s=saf.advice_lifetime_s,
+    )
+    links: dict[str, NetworkLink] = {}
+    keys: dict[str, NetworkKeys] = {}
+    forwarding: dict[str, ForwardingNetwork] = {}
+    issuer_services: dict[str, TerminalService] = {}  # filled by _start_links before any link runs
+
+    # The links' handlers; `forwarder` and `worker` are bound below, before any link runs.
+    def inbound_for(name: str) -> Callable[[Message], Awaitable[Message | None]]:
+        async def inbound(message: Message) -> Message | None:
+            return await issuer_services[name].handle(message)
+
+        return inbound
+
+    async def late(response: LateResponse) -> None:
+        await forwarder.late_response(
+            network=response.network,
+            response=response.response,
+            request=response.request,
+            reason=response.reason,
+        )
+
+    def signed_on_for(name: str) -> Callable[[NetworkLink], Awaitable[None]]:
+        async def signed_on(link: NetworkLink) -> None:
+            worker.wake(name)  # reversals and advices waiting for this network go now
+            await keys[name].exchange(link)
+
+        return signed_on
+
+    for name, network in enabled.items():
+        profile = NetworkProfile(
+            name=name,
+            dialect=network.dialect,
+            acquirer_id=network.acquirer_id,
+            forwarding_id=network.forwarding_id,
+            network_id=network.network_id,
+        )
+        keys[name] = NetworkKeys(
+            profile=profile,
+            hsm=hsm,
+            store=key_store,
+            clock=clock,
+            key_grace_s=network.key_grace_s,
+            deadline_s=network.deadline_s,
+            reload_s=network.key_reload_s,
+            observe=lambda net, outcome: exchanges.labels(net, outcome).inc(),
+        )
+        links[name] = NetworkLink(
+            network,
+            Codec(network.dialect),
+            metrics,
+            name=name,
+            inbound=inbound_for(name),
+            late=late,
+            on_signed_on=signed_on_for(name),
+            clock=clock,
+        )
+        forwarding[name] = ForwardingNetwork(
+            profile=profile, link=links[name], keys=keys[name], deadline_s=network.deadline_s
+        )
+    queue = PgSafQueue(db, vault, clock=clock, policy=policy)
+    worker = SafWorker(
+        queue,
+        list(links.values()),
+        policy=policy,
+        settings=SafWorkerSettings(
+            request_timeout_s=saf.request_timeout_s,
+            lease_margin_s=saf.lease_margin_s,
+            poll_interval_s=saf.poll_interval_s,
+            error_pause_s=saf.error_pause_s,
+        ),
+        metrics=SafMetrics.create(metrics.registry),
+    )
+
+    def card_token(pan: Pan) -> str:
+        # The PAN vault's keyed hash: stand-in counters are per card, and their keys are stored in clear.
+        return vault.lookup_hash(pan).hex()[:32]
+
+    forwarder = Forwarder(
+        networks=forwarding,
+        hsm=hsm,
+        ledger=ledger,
+        saf=worker,
+        forwarded=PgForwardedTransactions(db),
+        settlement_accounts=settlement_accounts_for(
+            (name, currency) for name, network in enabled.items() for currency in network.currencies
+        ),
+        card_token=card_token,
+        clock=clock,
+    )
+    await forwarder.ensure_settlement_accounts()
+    return Interbank(
+        links=links,
+        keys=keys,
+        forwarder=forwarder,
+        worker=worker,
+        routes=routes,
+        configs=enabled,
+        issuer_services=issuer_services,
+    )
+
+
+async def _start_links(
+    config: Config,
+    interbank: Interbank,
+    authorizer: Authorizer,
+    journal: PgJournal,
+    metrics: Metrics,
+    services: trio.Nursery,
+    clock: SystemClock,
+) -> None:
+    """The issuer side's edge per network, then the SAF worker, the links and their key renewal."""
+    for name, network in interbank.configs.items():
+        issuer = IssuerNetwork(
+            name=name,
+            keys=interbank.keys[name],
+            settlement_accounts={
+                currency: account
+                for (net, currency), account in interbank.forwarder.settlement_accounts.items()
+                if net == name
+            },
+            respond=_network_responder(interbank.links[name].codec),
+            response_codes=issuer_response_codes(network_tables(network.dialect).response_codes),
+        )
+        interbank.issuer_services[name] = TerminalService(
+            authorizer=NetworkRequests(authorizer, issuer),
+            journal=journal,
+            metrics=metrics,
+            clock=clock,
+            node_name=config.switch.node_name,
+        )
+    await services.start(interbank.worker.run)
+    for name, link in interbank.links.items():
+        await services.start(link.run)
+        interval_s = interbank.configs[name].key_exchange_interval_s
+        if interval_s > 0:
+            services.start_soon(_renew_keys, link, interbank.keys[name], interval_s)
+
+
+def _network_responder(codec: Codec) -> Callable[[Message, str], Message]:
+    def respond(request: Message, code: str) -> Message:
+        return codec.response(request, response_code=code)
+
+    return respond
+
+
+async def _renew_keys(link: NetworkLink, keys: NetworkKeys, interval_s: float) -> None:
+    """A new zone PIN key every `interval_s` while the link is up (the sign-on hook does the first)."""
+    while True:
+        await trio.sleep(interval_s)
+        if link.up:
+            try:
+                await keys.exchange(link)
+            except Exception as exc:  # a database hiccup must not end key renewal for good
+                log.error("network key renewal failed", network=link.name, error=type(exc).__name__)
 
 
 async def _watch_signals(
@@ -260,16 +515,27 @@ async def _serve(
 
         async with trio.open_nursery() as services:
             admin_address = None
+            interbank: Interbank | None = None
             if config.metrics.enabled:
 
                 def health() -> tuple[bool, str]:
-                    return (running.serving, "ok" if running.serving else "draining")
+                    text = "ok" if running.serving else "draining"
+                    if interbank is not None:
+                        # A network down is not the switch down: on-us and the other networks still work.
+                        text += f"; networks: {interbank.describe_links()}"
+                    return (running.serving, text)
 
                 admin = AdminServer(metrics.registry, health)
                 admin_listeners = await services.start(admin.serve, config.metrics.host, config.metrics.port)
                 admin_address = _address(admin_listeners)
 
             core = await _start_core(config, db, metrics, services, hsm, demo=demo)
+            interbank = core.interbank
+            networks = (
+                {name: ",".join(network.endpoints) for name, network in interbank.configs.items()}
+                if interbank is not None
+                else {}
+            )
 
             terminal: TerminalServer | None = None
             terminal_address = None
@@ -285,13 +551,17 @@ async def _serve(
                 admin_address=admin_address,
                 database="embedded" if embedded else "external",
                 embedded_data_dir=str(embedded.data_dir) if embedded else None,
+                networks=networks,
             )
+            linked = ", ".join(f"{name} ({endpoints})" for name, endpoints in networks.items())
             log.info(
                 f"switchd ready: terminals on {terminal_address or 'disabled'}, "
-                f"metrics on {'http://' + admin_address + '/metrics' if admin_address else 'disabled'}",
+                f"metrics on {'http://' + admin_address + '/metrics' if admin_address else 'disabled'}, "
+                f"networks {linked or 'none'} (links connect in the background)",
                 event_kind="ready",
                 terminal=terminal_address,
                 metrics=admin_address,
+                networks=networks,
                 database=info.database,
                 node=config.switch.node_name,
                 hsm=core.hsm_description,
@@ -315,9 +585,15 @@ async def _serve(
             metrics.up.set(0)
             drain_s = config.switch.drain_timeout_s
             log.info("draining", drain_timeout_s=drain_s)
+            drain_deadline = trio.current_time() + drain_s
             if terminal is not None:
                 await terminal.drain(drain_s)
-            services.cancel_scope.cancel()
+            if interbank is not None:
+                # After the terminals: a forwarded request still in flight has been answered. What is left
+                # of the drain time, but time for the sign-off in any case.
+                left_s = max(drain_deadline - trio.current_time(), min(drain_s, _SIGN_OFF_S))
+                await interbank.drain(left_s)
+            services.cancel_scope.cancel()  # the SAF worker (after the links), listeners, caches
         with trio.CancelScope(shield=True):
             await _record_node(db, config, stopping=True)
     finally:

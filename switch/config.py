@@ -40,6 +40,7 @@ __all__ = [
     "LogConfig",
     "MetricsConfig",
     "NetworkConfig",
+    "SafConfig",
     "SwitchConfig",
     "TerminalListenerConfig",
     "demo_network_configs",
@@ -161,6 +162,12 @@ def _check_station_id(value: str) -> str | None:
     return None if value.isascii() and value.isdigit() and len(value) == 6 else "6 digits"
 
 
+def _check_currencies(value: tuple[int, ...]) -> str | None:
+    if len(set(value)) != len(value) or any(not 1 <= n <= 999 for n in value):
+        return "a list of distinct ISO 4217 numeric currency codes 1-999"
+    return None
+
+
 def _check_match_fields(value: tuple[int, ...]) -> str | None:
     if not value or len(set(value)) != len(value) or any(not 2 <= n <= 128 or n == 65 for n in value):
         return "a non-empty list of distinct field numbers 2-128 (not 65)"
@@ -213,6 +220,14 @@ class NetworkConfig:
     match_fields: tuple[int, ...] = _field(
         (11, 7, 32), check=_check_match_fields, doc="fields that pair a response with its request"
     )
+    currencies: tuple[int, ...] = _field(
+        (),
+        check=_check_currencies,
+        doc="currencies settled with this network (one settlement account each); others are refused 12",
+    )
+    key_reload_s: float = _field(
+        30.0, check=_check_positive, doc="this process re-reads the network's keys when its copy is this old"
+    )
 
     @property
     def addresses(self) -> tuple[tuple[str, int], ...]:
@@ -225,6 +240,34 @@ class NetworkConfig:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class SafConfig:
+    """The store-and-forward worker (`[saf]`): how reversals and advices are delivered to the networks."""
+
+    request_timeout_s: float = _field(
+        10.0, check=_check_positive, doc="one attempt waits this long for the 0430/0230"
+    )
+    poll_interval_s: float = _field(
+        1.0, check=_check_positive, doc="the queue is looked at least this often (other processes' entries)"
+    )
+    backoff_initial_s: float = _field(
+        5.0, check=_check_positive, doc="delay after the first unacknowledged attempt; doubles per attempt"
+    )
+    backoff_max_s: float = _field(300.0, check=_check_positive, doc="delay between attempts at most")
+    reversal_lifetime_s: float = _field(
+        259200.0, check=_check_positive, doc="an undelivered reversal expires (money at risk) after this"
+    )
+    advice_lifetime_s: float = _field(
+        259200.0, check=_check_positive, doc="an undelivered advice expires after this"
+    )
+    lease_margin_s: float = _field(
+        30.0, check=_check_positive, doc="a lease outlives its attempt by this much (several switchd)"
+    )
+    error_pause_s: float = _field(
+        5.0, check=_check_positive, doc="after a failed pass (database down), wait this long"
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     switch: SwitchConfig = dataclasses.field(default_factory=SwitchConfig)
     database: DatabaseConfig = dataclasses.field(default_factory=DatabaseConfig)
@@ -233,6 +276,7 @@ class Config:
     terminal: TerminalListenerConfig = dataclasses.field(default_factory=TerminalListenerConfig)
     hsm: HsmConfig = dataclasses.field(default_factory=HsmConfig)
     ledger: LedgerConfig = dataclasses.field(default_factory=LedgerConfig)
+    saf: SafConfig = dataclasses.field(default_factory=SafConfig)
     # Network name -> its link; empty unless the file has [networks.<name>] tables (or demo=True).
     networks: Mapping[str, NetworkConfig] = dataclasses.field(default_factory=dict)
 
@@ -353,6 +397,7 @@ def _demo_network_tables() -> dict[str, dict[str, Any]]:
             "network_id": demo.network_id,
             "network_station_id": demo.station_id,
             "our_station_id": demo.our_station_id,
+            "currencies": list(demo.currencies),
         }
         for demo in demo_networks.NETWORKS
     }
@@ -478,6 +523,11 @@ def load_config(
     hints = get_type_hints(Config)
     built = {f.name: _build_section(f.name, hints[f.name], raw.get(f.name, {}), sources) for f in _sections()}
     config = Config(**built, networks=_build_networks(networks_raw, sources))
+    if config.saf.backoff_initial_s > config.saf.backoff_max_s:
+        raise ConfigError(
+            "config key saf.backoff_initial_s: expected at most saf.backoff_max_s "
+            f"({config.saf.backoff_max_s}), got {config.saf.backoff_initial_s}"
+        )
     if config.database.pool_size_min > config.database.pool_size_max:
         raise ConfigError(
             "config key database.pool_size_min: expected at most database.pool_size_max "

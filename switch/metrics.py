@@ -48,6 +48,8 @@ class Metrics:
     network_latency: Histogram
     network_inbound_total: Counter
     network_frame_errors_total: Counter
+    # Zone PIN key exchanges by outcome (switch/pipeline/network_keys.py: installed, kcv_mismatch, ...).
+    network_key_exchanges_total: Counter
 
     @classmethod
     def create(cls, *, version: str, node_name: str) -> Metrics:
@@ -174,6 +176,12 @@ class Metrics:
                 "switch_network_frame_errors",
                 "Frames from the network that could not be read (framing, decode) or served (internal)",
                 ["network", "reason"],
+                registry=registry,
+            ),
+            network_key_exchanges_total=Counter(
+                "switch_network_key_exchanges",
+                "Zone PIN key exchanges by outcome: installed, unchanged, kcv_mismatch, refused, ...",
+                ["network", "outcome"],
                 registry=registry,
             ),
         )

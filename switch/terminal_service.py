@@ -19,7 +19,7 @@ from switch.iso.message import Message
 from switch.logs import get_logger
 from switch.masking import mask_pan
 from switch.metrics import Metrics
-from switch.pipeline.authorize import Authorizer, Outcome
+from switch.pipeline.authorize import Answerer, Outcome
 from switch.ports import Clock, HsmFailure, Journal
 
 __all__ = ["TerminalService", "masked_fields"]
@@ -45,7 +45,7 @@ def masked_fields(message: Message | None) -> dict[str, str]:
 
 class TerminalService:
     def __init__(
-        self, *, authorizer: Authorizer, journal: Journal, metrics: Metrics, clock: Clock, node_name: str
+        self, *, authorizer: Answerer, journal: Journal, metrics: Metrics, clock: Clock, node_name: str
     ) -> None:
         self.authorizer = authorizer
         self.journal = journal

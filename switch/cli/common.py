@@ -21,9 +21,11 @@ def fail(message: str, code: int = 2) -> SystemExit:
     return SystemExit(code)
 
 
-def load_config_or_exit(path: str | None) -> Config:
+def load_config_or_exit(path: str | None, *, demo: bool = False) -> Config:
+    """The config of file and environment; with `demo`, the demo networks when the file has none (so
+    `SWITCH_NETWORKS_*` overrides apply to them)."""
     try:
-        return load_config(Path(path) if path else None)
+        return load_config(Path(path) if path else None, demo=demo)
     except ConfigError as exc:
         raise fail(str(exc)) from None
 

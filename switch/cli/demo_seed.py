@@ -10,9 +10,17 @@ opening transfers come first (both idempotent by id), then one database transact
 products, cards, merchants, terminals and the hot list entry, with the institution row first: two seeds
 racing cannot both create the world, and a seed interrupted before the commit simply runs again.
 
-Pieces added later (the IBM 3624 offset product with its cards, the DUKPT key set and terminals) are
-seeded each on its own, by natural key (product name, key set id, terminal id), so a database seeded by
-an earlier version gets them on its next `make run`; when they are present this costs one query.
+Pieces added later (the IBM 3624 offset product with its cards, the DUKPT key set and terminals, the
+interbank pieces) are seeded each on its own, by natural key (product name, key set id, terminal id,
+network name), so a database seeded by an earlier version gets them on its next `make run`; when they
+are present this costs one query.
+
+Interbank (docs/networks.md "Demo world"): the demo routes (`seed_demo_routes`: the three networks,
+their BIN ranges and stand-in rules), added only while none of the demo networks is known, so an
+operator's changes to them survive restarts; each demo network's zone master key under the LMK, where
+the network has none yet; the networks' settlement accounts in their currencies; and the rial corner of
+`specs/demo.py` (a rial debit product with its BIN and cards, a rial merchant and its terminals), since
+Shetab settles only in rials.
 
 Keys: the demo PVK, CVK and TMK are published test keys (`specs/demo.py`). The host command set has no
 way to load a clear key (that is a key ceremony, done at the HSM console), so the seed encrypts them under
@@ -35,15 +43,18 @@ import asyncpg
 
 from hsm.client import HsmClient, HsmError, account_number
 from hsm.crypto.des import kcv_tdes
-from hsm.keys import BDK, CVK, PVK, TMK, KeyVault
+from hsm.keys import BDK, CVK, PVK, TMK, ZMK, KeyVault
 from hsm.lmk import VariantLmk
 from hsm.pin_lmk import encrypt_pin_under_lmk
-from specs import demo
+from specs import demo, demo_networks
 from switch.adapters.postgres.db import AnyConnection, Database
 from switch.adapters.postgres.directory import NewCard, insert_cards
+from switch.adapters.postgres.network_keys import PgNetworkKeyStore
+from switch.cli.demo_routes import seed_demo_routes
 from switch.domain.ledger_types import LedgerAccount, Transfer, TransferKind, TransferResult
 from switch.domain.model import AccountKind, CardStatus, Pan
 from switch.domain.pan_vault import PanVault
+from switch.pipeline.forward import settlement_accounts_for
 from switch.ports import Ledger
 
 __all__ = [
@@ -51,6 +62,8 @@ __all__ = [
     "DEMO_INSTITUTION_CODE",
     "FUNDING_ACCOUNT_ID",
     "MERCHANT_ACCOUNT_ID",
+    "RIAL_FUNDING_ACCOUNT_ID",
+    "RIAL_MERCHANT_ACCOUNT_ID",
     "SeedError",
     "SeedSummary",
     "card_account_ids",
@@ -62,6 +75,8 @@ DEMO_INSTITUTION_CODE = "DEMO"
 FUNDING_ACCOUNT_ID = 1
 MERCHANT_ACCOUNT_ID = 2  # settlement account of DEMOMERCHANT001
 ATM_OPERATOR_ACCOUNT_ID = 3  # cash account of the ATM operator (withdrawals credit it)
+RIAL_FUNDING_ACCOUNT_ID = 4  # funds the rial cards (an account holds one currency)
+RIAL_MERCHANT_ACCOUNT_ID = 5  # settlement account of the rial merchant
 LOW_BALANCE = 1_000  # 10.00: the "low_balance" special card
 EXPIRED_YYMM = "2401"
 _TRANSFER_CHUNK = 500
@@ -121,6 +136,9 @@ def card_account_ids(bin6: str, index: int) -> tuple[int, ...]:
     if bin6 == demo.IBM_BIN:
         base = 3_000_000_000 + index * 10
         return (base + 1, base + 2)
+    if bin6 == demo.RIAL_BIN:
+        base = 4_000_000_000 + index * 10
+        return (base + 1, base + 2)
     raise ValueError("not a demo BIN")
 
 
@@ -177,15 +195,21 @@ async def _pvv(hsm: HsmClient, vault: KeyVault, pvk: str, pan: str, pin: str) ->
     return pvv
 
 
-async def _fund(ledger: Ledger, amounts: Sequence[tuple[int, int]]) -> int:
+async def _fund(
+    ledger: Ledger,
+    amounts: Sequence[tuple[int, int]],
+    *,
+    currency: int = demo.CURRENCY,
+    funding_account_id: int = FUNDING_ACCOUNT_ID,
+) -> int:
     transfers = [
         Transfer(
             transfer_id=f"demo-seed:open:{account_id}",
             kind=TransferKind.POSTED,
-            debit_account_id=FUNDING_ACCOUNT_ID,
+            debit_account_id=funding_account_id,
             credit_account_id=account_id,
             amount=amount,
-            currency=demo.CURRENCY,
+            currency=currency,
             reference="demo seed opening balance",
         )
         for account_id, amount in amounts
@@ -395,10 +419,14 @@ class _Extras:
 
 
 _IBM_PRODUCT_NAME = "Demo IBM debit"
+_RIAL_PRODUCT_NAME = "Demo rial debit"
 _EXTRAS_PRESENT_SQL = """
 SELECT (SELECT institution_id FROM institutions WHERE code = $1) AS institution_id,
        EXISTS (SELECT 1 FROM products WHERE name = $2) AS ibm_product,
-       (SELECT count(*) FROM terminals WHERE terminal_id = ANY($3::text[])) AS dukpt_terminals
+       (SELECT count(*) FROM terminals WHERE terminal_id = ANY($3::text[])) AS dukpt_terminals,
+       EXISTS (SELECT 1 FROM products WHERE name = $4) AS rial_product,
+       (SELECT count(*) FROM networks WHERE name = ANY($5::text[])) AS demo_networks,
+       (SELECT count(*) FROM network_keys WHERE network = ANY($5::text[]) AND zmk_under_lmk <> '') AS zmks
 """
 
 
@@ -414,22 +442,63 @@ async def _seed_extras(
     terminals), each created unless present. One query when everything is there: this runs on every
     `make run`."""
     dukpt_ids = list(demo.DUKPT_TERMINALS)
+    network_names = [network.name for network in demo_networks.NETWORKS]
     present = await database.fetchrow(
-        _EXTRAS_PRESENT_SQL, DEMO_INSTITUTION_CODE, _IBM_PRODUCT_NAME, dukpt_ids
+        _EXTRAS_PRESENT_SQL,
+        DEMO_INSTITUTION_CODE,
+        _IBM_PRODUCT_NAME,
+        dukpt_ids,
+        _RIAL_PRODUCT_NAME,
+        network_names,
     )
     assert present is not None
     institution_id = present["institution_id"]
     need_ibm = not present["ibm_product"]
     need_dukpt = present["dukpt_terminals"] < len(dukpt_ids)
-    if institution_id is None or not (need_ibm or need_dukpt):
+    need_rial = not present["rial_product"]
+    # Routes once: while any demo network is known, the routing tables are the operator's.
+    need_routes = present["demo_networks"] == 0
+    need_zmks = present["zmks"] < len(network_names)
+    if institution_id is None or not (need_ibm or need_dukpt or need_rial or need_routes or need_zmks):
         return _Extras()
     demo_keys, key_vault = keys or await _import_demo_keys(hsm_client)
     ibm_cards = funded = dukpt_terminals = 0
     added: list[str] = []
-    if need_ibm:
-        ibm_cards, funded = await _seed_ibm(
+    if need_routes:
+        routes = await seed_demo_routes(database)
+        await ledger.create_accounts(
+            [
+                LedgerAccount(account_id=account_id, currency=currency)
+                for (_, currency), account_id in settlement_accounts_for(
+                    (network.name, currency)
+                    for network in demo_networks.NETWORKS
+                    for currency in network.currencies
+                ).items()
+            ]
+        )
+        if routes.created:
+            added.append(
+                f"demo routes ({routes.networks} networks, {routes.bin_ranges} BIN ranges, "
+                f"{routes.rules} rules, {routes.standin_rules} stand-in rules) and settlement accounts"
+            )
+    if need_zmks:
+        zmks = await _seed_zone_master_keys(database, key_vault)
+        if zmks:
+            added.append(f"{zmks} zone master keys")
+    if need_rial:
+        rial_cards, rial_funded = await _seed_rial(
             database, ledger, hsm_client, vault, demo_keys, key_vault, institution_id
         )
+        funded += rial_funded
+        if rial_cards:
+            added.append(
+                f"{_RIAL_PRODUCT_NAME} product with {rial_cards} cards, a rial merchant and terminals"
+            )
+    if need_ibm:
+        ibm_cards, ibm_funded = await _seed_ibm(
+            database, ledger, hsm_client, vault, demo_keys, key_vault, institution_id
+        )
+        funded += ibm_funded
         if ibm_cards:
             added.append(f"{_IBM_PRODUCT_NAME} product with {ibm_cards} cards")
     if need_dukpt:
@@ -514,6 +583,121 @@ async def _seed_ibm(
             institution_id,
         )
         await insert_cards(conn, vault, [_with_product(c, product_id) for c in cards])
+        return len(cards)
+
+    try:
+        created = await database.transaction(work)
+    except asyncpg.UniqueViolationError:
+        created = 0  # a concurrent seed committed first
+    return created, funded if created else 0
+
+
+async def _seed_zone_master_keys(database: Database, key_vault: KeyVault) -> int:
+    """Each demo network's ZMK under the LMK, where the network has none (an operator's key stays)."""
+    store = PgNetworkKeyStore(database)
+    configured = 0
+    for network in demo_networks.NETWORKS:
+        if await store.zone_master_key(network.name):
+            continue
+        clear = bytes.fromhex(network.zmk_hex)
+        await store.set_zone_master_key(
+            network.name, zmk_under_lmk=key_vault.wrap(clear, ZMK, "U"), check_value=kcv_tdes(clear, 6)
+        )
+        configured += 1
+    return configured
+
+
+async def _seed_rial(
+    database: Database,
+    ledger: Ledger,
+    hsm_client: HsmClient,
+    vault: PanVault,
+    keys: _Keys,
+    key_vault: KeyVault,
+    institution_id: int,
+) -> tuple[int, int]:
+    """The rial debit product, its BIN and cards, the rial merchant and terminals: (cards, funded)."""
+    today = datetime.now(UTC).date()
+    currency = demo.RIAL_CURRENCY
+    accounts = [
+        LedgerAccount(account_id=RIAL_FUNDING_ACCOUNT_ID, currency=currency),
+        LedgerAccount(account_id=RIAL_MERCHANT_ACCOUNT_ID, currency=currency),
+    ]
+    openings: list[tuple[int, int]] = []
+    cards: list[NewCard] = []
+    for index in range(1, demo.RIAL_CARD_COUNT + 1):
+        pan = demo.demo_pan(demo.RIAL_BIN, index)
+        checking, savings = card_account_ids(demo.RIAL_BIN, index)
+        for account_id in (checking, savings):
+            accounts.append(
+                LedgerAccount(account_id=account_id, currency=currency, debits_must_not_exceed_credits=True)
+            )
+            openings.append((account_id, demo.RIAL_OPENING_BALANCE))
+        cards.append(
+            NewCard(
+                pan=Pan(pan),
+                expiry_yymm=demo.DEMO_EXPIRY_YYMM,
+                status=CardStatus.ACTIVE,
+                product_id=0,
+                accounts=((checking, AccountKind.CHECKING), (savings, AccountKind.SAVINGS)),
+                pvki=demo.DEMO_PVKI,
+                pin_verification_value=await _pvv(hsm_client, key_vault, keys.pvk, pan, demo.DEMO_PIN),
+                activation_date=today,
+            )
+        )
+    terminal_keys = []
+    for _ in demo.RIAL_POS_TERMINALS:
+        tpk = (await hsm_client.generate_key("002", "U")).key_under_lmk
+        tak = (await hsm_client.generate_key("003", "U")).key_under_lmk
+        terminal_keys.append((tpk, tak))
+    await ledger.create_accounts(accounts)
+    funded = await _fund(ledger, openings, currency=currency, funding_account_id=RIAL_FUNDING_ACCOUNT_ID)
+
+    async def work(conn: AnyConnection) -> int:
+        product_id = await conn.fetchval(
+            """
+            INSERT INTO products (institution_id, name, kind, pin_method, allowed_transactions,
+                per_transaction_amount_max, daily_amount_max, daily_count_max, currency, pin_tries_max,
+                pvk_under_lmk, cvk_under_lmk)
+            VALUES ($1, $2, 'debit', 'pvv', $3, $4::jsonb, $5::jsonb, $6::jsonb, $7, 3, $8, $9)
+            ON CONFLICT (name) DO NOTHING
+            RETURNING product_id
+            """,
+            institution_id,
+            _RIAL_PRODUCT_NAME,
+            list(_DEBIT_TRANSACTIONS),
+            _json({"withdrawal": 50_000_000}),
+            _json({"withdrawal": 100_000_000}),
+            _json({"withdrawal": 5}),
+            currency,
+            keys.pvk,
+            keys.cvk,
+        )
+        if product_id is None:
+            return 0  # another seed created it first
+        await conn.execute(
+            "INSERT INTO bin_ranges (low_prefix, high_prefix, owner, institution_id, priority) "
+            "VALUES ($1, $1, 'on_us', $2, 10)",
+            demo.RIAL_BIN,
+            institution_id,
+        )
+        await insert_cards(conn, vault, [_with_product(c, product_id) for c in cards])
+        await conn.execute(
+            "INSERT INTO merchants (merchant_id, name, settlement_account_id, category_code) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            demo.RIAL_MERCHANT_ID,
+            "Demo Rial Shop",
+            RIAL_MERCHANT_ACCOUNT_ID,
+            "5411",
+        )
+        await conn.executemany(
+            "INSERT INTO terminals (terminal_id, merchant_id, kind, tmk_under_lmk, tpk_under_lmk, tak_under_lmk) "
+            "VALUES ($1, $2, 'pos', $3, $4, $5) ON CONFLICT DO NOTHING",
+            [
+                (terminal_id, demo.RIAL_MERCHANT_ID, keys.tmk, tpk, tak)
+                for terminal_id, (tpk, tak) in zip(demo.RIAL_POS_TERMINALS, terminal_keys, strict=True)
+            ],
+        )
         return len(cards)
 
     try:

@@ -18,7 +18,7 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
+    config = load_config_or_exit(args.config, demo=args.demo)
     configure_logging(config.log.level, config.log.format)
     # The database driver runs on its own asyncio thread (switch/adapters/postgres/bridge.py). With the
     # default 5 ms GIL switch interval, every step of a query on that thread can wait up to 5 ms for a
@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> int:
     if args.check:
-        load_config_or_exit(args.config)
+        load_config_or_exit(args.config, demo=args.demo)
         print("config ok")
         return 0
     for key, env, default, doc in describe():
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="list every config key, or --check a config file")
     cfg.add_argument("--config", help="TOML config file")
     cfg.add_argument("--check", action="store_true", help="validate the config (file + environment) and exit")
+    cfg.add_argument(
+        "--demo", action="store_true", help="with --check: as `run --demo` loads it (the demo networks)"
+    )
     cfg.set_defaults(func=_config)
     return parser
 

@@ -19,6 +19,7 @@ class Result(enum.StrEnum):
     INVALID_TRANSACTION = "invalid_transaction"
     INVALID_AMOUNT = "invalid_amount"
     INVALID_CARD = "invalid_card"
+    NO_SUCH_ISSUER = "no_such_issuer"  # a card of no issuer the switch knows or may route to
     RECORD_NOT_FOUND = "record_not_found"
     FORMAT_ERROR = "format_error"
     FUNCTION_NOT_SUPPORTED = "function_not_supported"
@@ -54,6 +55,7 @@ TERMINAL_RESPONSE_CODES: dict[Result, str] = {
     Result.INVALID_TRANSACTION: "12",
     Result.INVALID_AMOUNT: "13",
     Result.INVALID_CARD: "14",
+    Result.NO_SUCH_ISSUER: "15",
     Result.RECORD_NOT_FOUND: "25",
     Result.FORMAT_ERROR: "30",
     Result.FUNCTION_NOT_SUPPORTED: "40",

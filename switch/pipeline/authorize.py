@@ -1,12 +1,26 @@
-"""The authorization pipeline for on-us terminal requests: one flat run of guard clauses per request.
+"""The authorization pipeline: one flat run of guard clauses per request, for three kinds of request.
 
+Terminal requests for our cards (on-us):
 validate format -> identify terminal/merchant -> MAC -> retransmission check -> card lookup -> card
 checks (status, expiry, lists, product and terminal rules, currency, track 2 CVV) -> PIN (HSM) ->
 limits -> ledger (one round trip, batched with concurrent requests) -> response.
 
-Each step that declines returns a `Result`; the edge maps it to field 39 (`TERMINAL_RESPONSE_CODES`).
-Exceptions are for bugs and for a broken HSM or database (answered 96 by the caller). The pipeline does no
-I/O of its own: it talks to the ports, and returns an `Outcome` that the caller journals and logs.
+Terminal requests for cards we do not issue (acquirer side, when `routes` and `forwarder` are given):
+the same format, terminal, merchant and MAC steps, then the terminal's own rules (its allowed
+transactions, the lists), the routing decision (`switch.domain.routing.decide`) and the forwarder
+(`switch.pipeline.forward`), which translates the PIN block and sends the request to the network. No
+route for the card (no BIN range holds it, or rules exclude every network) is 15, no such issuer. A
+terminal's reversal goes to the forwarder first; it reverses what it forwarded and says None otherwise.
+
+A network's requests for our cards (issuer side, `handle_network`): the very card checks of on-us,
+except that the PIN block is under the network's zone PIN key of field 53 and there is no terminal or
+merchant of ours (the network's terminal and merchant ids are checked against the lists); the credit
+goes to the network's settlement account, and the answer uses the network's response codes.
+
+Each step that declines returns a `Result`; the edge maps it to field 39 (`TERMINAL_RESPONSE_CODES`, or
+the network's table). Exceptions are for bugs and for a broken HSM or database (answered 96 by the
+caller). The pipeline does no I/O of its own: it talks to the ports, and returns an `Outcome` that the
+caller journals and logs.
 """
 
 from __future__ import annotations
@@ -17,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import trio
 
@@ -24,6 +39,7 @@ from switch.domain.dukpt import KsnProblem, KsnReplayGuard, ksn_for_request, par
 from switch.domain.ledger_types import Transfer, TransferKind, TransferResult
 from switch.domain.model import AccountKind, Card, CardStatus, Merchant, PinMethod, Terminal
 from switch.domain.results import TERMINAL_RESPONSE_CODES, Result
+from switch.domain.routing import ON_US, DecisionKind, decide
 from switch.domain.transactions import (
     DEBITS,
     AdditionalAmount,
@@ -40,7 +56,17 @@ from switch.domain.transactions import (
     retrieval_reference,
     transmission_datetime,
 )
+from switch.domain.translation import AcquiredRequest
+from switch.domain.translation import parse_field53 as parse_zone_key_field53
 from switch.iso.message import Message
+from switch.logs import get_logger
+from switch.pipeline.forward import Forwarder, ForwardRequest
+from switch.pipeline.issuer import (
+    ISSUER_TRANSACTIONS,
+    IssuerNetwork,
+    network_transfer_id,
+    parse_network_original,
+)
 from switch.ports import (
     CardDirectory,
     Clock,
@@ -50,11 +76,14 @@ from switch.ports import (
     Ledger,
     PinKey,
     PinVerification,
+    Routes,
     TpkPinKey,
     VisaPvv,
 )
 
-__all__ = ["Authorizer", "Outcome"]
+__all__ = ["Answerer", "Authorizer", "NetworkRequests", "Outcome"]
+
+log = get_logger("authorize")
 
 Responder = Callable[[Message, str], Message]
 
@@ -110,8 +139,12 @@ class Outcome:
 class _Context:
     request: Message
     classified: Classified
+    # Where the card is used. On the issuer side: the network's terminal and merchant ids, and the
+    # network's settlement account where our merchant's would be.
     terminal: Terminal
     merchant: Merchant
+    own_id: str  # the request's ledger identity (idempotency key of what it moves)
+    issuer: IssuerNetwork | None = None  # set for a network's request (issuer side)
     card_data: CardData | None = None
     card: Card | None = None
     amount: int | None = None
@@ -121,6 +154,16 @@ class _Context:
     transfer_id: str | None = None
     extra: dict[int, str] = field(default_factory=dict)
     pin_key: PinKey | None = None  # set once the PIN check has found the terminal's PIN key
+    route: str = ON_US
+    auth_code: str | None = None  # the network's field 38 of a forwarded approval (None: derive ours)
+
+
+class Answerer(Protocol):
+    """What the edge (switch.terminal_service) drives: answers, and the answer when a dependency failed."""
+
+    async def handle(self, request: Message) -> Outcome: ...
+
+    async def system_failure(self, request: Message) -> Outcome: ...
 
 
 class Authorizer:
@@ -133,11 +176,17 @@ class Authorizer:
         clock: Clock,
         respond: Responder,
         encode: Callable[[Message], bytes],
+        routes: Routes | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
+        if (routes is None) != (forwarder is None):
+            raise ValueError("forwarding needs both the routing table and the forwarder")
         self.directory = directory
         self.ledger = ledger
         self.hsm = hsm
         self.clock = clock
+        self.routes = routes
+        self.forwarder = forwarder
         self._respond = respond
         self._encode = encode
         # identity -> (fingerprint, outcome): answers a retransmission with the original response.
@@ -155,12 +204,15 @@ class Authorizer:
             return Outcome(None, Result.APPROVED, transaction_type="none")
         if mti[:2] == "08":
             return await self._network_management(request)
-        identity = _identity(request)
+        return await self._once(request, _identity(request), None)
+
+    async def _once(self, request: Message, identity: str | None, issuer: IssuerNetwork | None) -> Outcome:
+        """Answer `request` once per identity: a retransmission gets the first answer."""
         fingerprint = _fingerprint(request)
         if identity is None:
             # Without terminal, time and STAN there is nothing to match a retransmission by: the format
             # check answers it, and nothing is remembered under a half-empty key.
-            return await self._answer(request, None, fingerprint)
+            return await self._answer(request, None, fingerprint, issuer)
         while (first := self._in_flight.get(identity)) is not None:
             # A copy sent while the first is still being answered (a terminal's short timeout, say) gets
             # the first's answer, not a second PIN check or a second try at the ledger.
@@ -174,6 +226,7 @@ class Authorizer:
                     original.result,
                     transaction_type=original.transaction_type,
                     pan_masked=original.pan_masked,
+                    route=original.route,
                     transfer_id=original.transfer_id,
                     rrn=original.rrn,
                     auth_code=original.auth_code,
@@ -181,16 +234,21 @@ class Authorizer:
                     currency=original.currency,
                     retransmission=True,
                 )
-            return self._decline(request, Result.DUPLICATE, None)
+            return self._decline(request, Result.DUPLICATE, None, issuer=issuer)
         done = self._in_flight[identity] = trio.Event()
         try:
-            return await self._answer(request, identity, fingerprint)
+            return await self._answer(request, identity, fingerprint, issuer)
         finally:
             del self._in_flight[identity]
             done.set()
 
-    async def _answer(self, request: Message, identity: str | None, fingerprint: str) -> Outcome:
-        outcome = await self._financial(request)
+    async def _answer(
+        self, request: Message, identity: str | None, fingerprint: str, issuer: IssuerNetwork | None
+    ) -> Outcome:
+        if issuer is None:
+            outcome = await self._financial(request)
+        else:
+            outcome = await self._network_financial(issuer, request)
         if outcome.mac_tak is not None and outcome.response is not None:
             outcome.response = await self._with_mac(outcome.response, outcome.mac_tak)
         if identity is not None:
@@ -259,12 +317,18 @@ class Authorizer:
         merchant = await self.directory.merchant(request[42])
         if merchant is None or not merchant.active or terminal.merchant_id != merchant.merchant_id:
             return self._decline(request, Result.INVALID_MERCHANT, None, txn=classified.type)
-        ctx = _Context(request=request, classified=classified, terminal=terminal, merchant=merchant)
+        ctx = _Context(
+            request=request,
+            classified=classified,
+            terminal=terminal,
+            merchant=merchant,
+            own_id=_transfer_id(request),
+        )
         transmitted = transmission_datetime(request[7], self.clock.now())
         if transmitted is None:
             return self._decline(request, Result.FORMAT_ERROR, None, txn=classified.type)
         ctx.transmitted = transmitted
-        ctx.rrn = request.get(37) or retrieval_reference(transmitted, _transfer_id(request))
+        ctx.rrn = request.get(37) or retrieval_reference(transmitted, ctx.own_id)
         if terminal.mac_required and not await self._mac_ok(ctx):
             return self._finish(ctx, Result.SECURITY_VIOLATION)
         if classified.reversal:
@@ -284,19 +348,36 @@ class Authorizer:
             return False
         return await self.hsm.verify_mac(tak=ctx.terminal.tak_under_lmk, data=data, mac=mac_bytes)
 
+    @property
+    def _forwarding(self) -> bool:
+        return self.forwarder is not None
+
     async def _card_checks(self, ctx: _Context, *, pin: bool) -> Result | None:
         """Card lookup and every card rule; None when the card may transact."""
-        request, t = ctx.request, ctx.classified.type
+        declined = await self._find_card(ctx)
+        if declined is not None:
+            return declined
+        if ctx.card is None:
+            return Result.INVALID_CARD
+        return await self._check_card(ctx, ctx.card, pin=pin)
+
+    async def _find_card(self, ctx: _Context) -> Result | None:
+        """The card data of the request and, if we issue the card, the card (`ctx.card`; None: not ours)."""
+        request = ctx.request
         ctx.card_data = parse_card_data(request.get(2), request.get(35), request.get(14))
         if ctx.card_data is None:
             return Result.FORMAT_ERROR
         pan = ctx.card_data.pan
         if not pan.luhn_ok:
             return Result.INVALID_CARD
-        card = await self.directory.card_by_pan(pan)
-        if card is None:
-            return Result.INVALID_CARD
-        ctx.card = card
+        ctx.card = await self.directory.card_by_pan(pan)
+        return None
+
+    async def _check_card(self, ctx: _Context, card: Card, *, pin: bool) -> Result | None:
+        """Every rule for one of our cards: status, dates, lists, product and terminal, currency, CVV, PIN."""
+        request, t = ctx.request, ctx.classified.type
+        assert ctx.card_data is not None
+        pan = ctx.card_data.pan
         status_result = _STATUS_RESULT.get(card.status)
         if status_result is not None:
             return status_result
@@ -350,26 +431,53 @@ class Authorizer:
             block = bytes.fromhex(pin_block)
         except ValueError:
             return Result.FORMAT_ERROR
-        key = self._pin_key(ctx)
-        if isinstance(key, Result):
-            return key  # refused before the HSM, and never counted as a wrong PIN
-        ctx.pin_key = key
-        if not card.pin_verification_value:
-            return Result.INCORRECT_PIN  # no PIN set for this card: nothing can match, nothing to count
         assert ctx.card_data is not None
-        ok = await self.hsm.verify_pin(
-            key=key,
-            pin_block=block,
-            pan=ctx.card_data.pan.digits,
-            method=_pin_verification(card),
-            value=card.pin_verification_value,
-        )
+        if ctx.issuer is not None:
+            zpk = await self._zone_pin_key(ctx, ctx.issuer)
+            if isinstance(zpk, Result):
+                return zpk  # refused before the HSM, and never counted as a wrong PIN
+            if not card.pin_verification_value:
+                return Result.INCORRECT_PIN
+            ok = await self.hsm.verify_pin_under_zpk(
+                zpk=zpk,
+                pin_block=block,
+                pan=ctx.card_data.pan.digits,
+                method=_pin_verification(card),
+                value=card.pin_verification_value,
+            )
+        else:
+            key = self._pin_key(ctx)
+            if isinstance(key, Result):
+                return key  # refused before the HSM, and never counted as a wrong PIN
+            ctx.pin_key = key
+            if not card.pin_verification_value:
+                return Result.INCORRECT_PIN  # no PIN set for this card: nothing can match, nothing to count
+            ok = await self.hsm.verify_pin(
+                key=key,
+                pin_block=block,
+                pan=ctx.card_data.pan.digits,
+                method=_pin_verification(card),
+                value=card.pin_verification_value,
+            )
         if ok:
             if card.pin_tries:
                 await self.directory.record_pin_result(card.card_id, ok=True)
             return None
         tries = await self.directory.record_pin_result(card.card_id, ok=False)
         return Result.PIN_TRIES_EXCEEDED if tries >= card.product.pin_tries_max else Result.INCORRECT_PIN
+
+    async def _zone_pin_key(self, ctx: _Context, issuer: IssuerNetwork) -> str | Result:
+        """The ZPK (under the LMK) a network's PIN block is under: the key of field 53's index (without
+        field 53, the current one); the previous key only within its grace period."""
+        field53 = ctx.request.get(53)
+        if field53 is None:
+            current = await issuer.keys.sending_key()
+            return current.under_lmk if current is not None else Result.SECURITY_VIOLATION
+        index = parse_zone_key_field53(field53)
+        if index is None:
+            return Result.FORMAT_ERROR
+        key = await issuer.keys.receiving_key(index)
+        return key.under_lmk if key is not None else Result.SECURITY_VIOLATION
 
     def _pin_key(self, ctx: _Context) -> PinKey | Result:
         """The key the terminal's PIN blocks are under: its TPK, or the DUKPT key of the KSN in field 53.
@@ -400,13 +508,18 @@ class Authorizer:
             ctx.amount = parse_amount(request.get(4))
             if ctx.amount is None or ctx.amount <= 0:
                 return self._finish(ctx, Result.INVALID_AMOUNT)
-        declined = await self._card_checks(
-            ctx, pin=t in _PIN_REQUIRED and (ctx.terminal.kind == "atm" or t is not TransactionType.BALANCE)
-        )
+        pin = t in _PIN_REQUIRED and (ctx.terminal.kind == "atm" or t is not TransactionType.BALANCE)
+        declined = await self._find_card(ctx)
         if declined is not None:
             return self._finish(ctx, declined)
         card = ctx.card
-        assert card is not None
+        if card is None:
+            if self._forwarding and ctx.issuer is None:
+                return await self._forward(ctx, pin=pin)
+            return self._finish(ctx, Result.INVALID_CARD)
+        declined = await self._check_card(ctx, card, pin=pin)
+        if declined is not None:
+            return self._finish(ctx, declined)
         account = card.account_for(_account_kind(ctx.classified.from_account))
         if account is None:
             return self._finish(ctx, Result.NOT_PERMITTED_TO_CARDHOLDER)
@@ -419,7 +532,7 @@ class Authorizer:
         per_txn_max = card.product.per_transaction_amount_max.get(t.value)
         if per_txn_max is not None and amount > per_txn_max:
             return self._finish(ctx, Result.EXCEEDS_AMOUNT_LIMIT)
-        ctx.transfer_id = _transfer_id(request)
+        ctx.transfer_id = ctx.own_id
         debit, credit = account.account_id, ctx.merchant.settlement_account_id
         kind = TransferKind.POSTED
         expires = None
@@ -508,7 +621,17 @@ class Authorizer:
         ctx.amount = parse_amount(request.get(4))
         if ctx.amount is None or ctx.amount <= 0:
             return self._finish(ctx, Result.INVALID_AMOUNT)
-        declined = await self._card_checks(ctx, pin=False)
+        declined = await self._find_card(ctx)
+        if declined is None and ctx.card is None and self._forwarding:
+            # A foreign card's completion or void: not forwarded (the forwarder answers 12, or 15 when
+            # no network would take the card).
+            return await self._forward(ctx, pin=False)
+        if declined is None:
+            declined = (
+                await self._check_card(ctx, ctx.card, pin=False)
+                if ctx.card is not None
+                else Result.INVALID_CARD
+            )
         if declined is not None:
             return self._finish(ctx, declined)
         if original is not None:
@@ -518,7 +641,7 @@ class Authorizer:
             first = await self._original_by_rrn(ctx)
         if first is None:
             return self._finish(ctx, Result.RECORD_NOT_FOUND)
-        ctx.transfer_id = _transfer_id(request)
+        ctx.transfer_id = ctx.own_id
         if t is TransactionType.COMPLETION:
             transfer = _resolve_pending(ctx.transfer_id, first, TransferKind.POST_PENDING, ctx.amount)
         else:
@@ -563,6 +686,29 @@ class Authorizer:
             if original is None:
                 return self._finish(ctx, Result.FORMAT_ERROR)
             original_id = f"{request[41]}:{original.transmission}:{original.stan}"
+        if self.forwarder is not None and await self._maybe_forwarded(ctx):
+            forwarded = await self.forwarder.reverse(
+                original_transfer_id=original_id,
+                card=ctx.card_data,
+                replacement_amount=parse_replacement_amount(request.get(95)),
+            )
+            if forwarded is not None:
+                ctx.route = forwarded.route or ctx.route
+                if forwarded.result.approved and forwarded.reversal_queued:
+                    ctx.transfer_id = f"rev:{original_id}"
+                return self._finish(ctx, forwarded.result)
+        return await self._reverse_original(ctx, original_id)
+
+    async def _maybe_forwarded(self, ctx: _Context) -> bool:
+        """Could this reversal's original have been forwarded? Not when the card is one of ours (a memory
+        lookup): that spares every on-us reversal a look in the forwarded-transaction store."""
+        if ctx.card_data is None:
+            return True
+        return await self.directory.card_by_pan(ctx.card_data.pan) is None
+
+    async def _reverse_original(self, ctx: _Context, original_id: str) -> Outcome:
+        """Cancel the ledger transfer `original_id` once; unknown or already reversed is acknowledged."""
+        request = ctx.request
         found = await self.ledger.lookup_transfers([original_id])
         first = found.get(original_id)
         if first is None:
@@ -609,16 +755,21 @@ class Authorizer:
         updates: dict[int, str | None] = {37: ctx.rrn}
         auth_code = ""
         if result.approved:
-            if ctx.transfer_id is not None:
+            if ctx.auth_code is not None:
+                auth_code = ctx.auth_code  # the network's (forwarded): passed on as it came, even none
+            elif ctx.transfer_id is not None:
                 auth_code = auth_code_for(ctx.transfer_id)
+            if auth_code:
                 updates[38] = auth_code
             updates.update(ctx.extra)
-        response = self._respond(ctx.request, TERMINAL_RESPONSE_CODES[result]).with_fields(updates)
+        response = self._response(ctx.request, result, ctx.issuer).with_fields(updates)
+        suffix = ":reversal" if ctx.classified.reversal else ":advice" if ctx.request.mti[1:3] == "22" else ""
         return Outcome(
             response,
             result,
-            transaction_type=ctx.classified.type.value + (":reversal" if ctx.classified.reversal else ""),
+            transaction_type=ctx.classified.type.value + suffix,
             pan_masked=ctx.card_data.pan.masked if ctx.card_data else "",
+            route=ctx.route,
             transfer_id=ctx.transfer_id,
             rrn=ctx.rrn,
             auth_code=auth_code,
@@ -635,13 +786,250 @@ class Authorizer:
         mac = await self.hsm.generate_mac(tak=tak, data=self._encode(placeholder)[:-8])
         return placeholder.with_fields({64: mac.hex().upper()})
 
-    def _decline(self, request: Message, result: Result, rrn: str | None, txn: str = "") -> Outcome:
-        response = self._respond(request, TERMINAL_RESPONSE_CODES[result])
-        return Outcome(response, result, transaction_type=str(txn) or "unknown", rrn=rrn or "")
+    def _response(self, request: Message, result: Result, issuer: IssuerNetwork | None) -> Message:
+        if issuer is not None:
+            return issuer.answer(request, result)
+        return self._respond(request, TERMINAL_RESPONSE_CODES[result])
+
+    def _decline(
+        self,
+        request: Message,
+        result: Result,
+        rrn: str | None,
+        txn: str = "",
+        *,
+        issuer: IssuerNetwork | None = None,
+    ) -> Outcome:
+        response = self._response(request, result, issuer)
+        return Outcome(
+            response,
+            result,
+            transaction_type=str(txn) or "unknown",
+            rrn=rrn or "",
+            route=issuer.route if issuer is not None else ON_US,
+        )
 
     async def system_failure(self, request: Message) -> Outcome:
         """The answer when the HSM or the database failed: 96, no effect known to the terminal."""
         return self._decline(request, Result.SYSTEM_MALFUNCTION, None)
+
+    # -- acquirer side: cards of other issuers ---------------------------------------------------------
+
+    def _link_up(self, network: str) -> bool:
+        assert self.forwarder is not None
+        net = self.forwarder.networks.get(network)
+        return net is not None and net.link.up
+
+    async def _forward(self, ctx: _Context, *, pin: bool) -> Outcome:
+        """A card we do not issue: the terminal's own rules, then routing, then the forwarder."""
+        assert self.forwarder is not None and self.routes is not None
+        assert ctx.card_data is not None and ctx.transmitted is not None
+        request, t = ctx.request, ctx.classified.type
+        pan = ctx.card_data.pan
+        ctx.route = "none"  # until a network is named
+        currency_text = request.get(49) or ""
+        if not (len(currency_text) == 3 and currency_text.isdigit() and currency_text != "000"):
+            # Nothing else says which currency a terminal priced a foreign card's purchase in.
+            return self._finish(ctx, Result.FORMAT_ERROR)
+        ctx.currency = int(currency_text)
+        if ctx.terminal.allowed_transactions and t.value not in ctx.terminal.allowed_transactions:
+            return self._finish(ctx, Result.NOT_PERMITTED_TO_TERMINAL)
+        listed = await self.directory.list_entry(pan, ctx.terminal.terminal_id, ctx.merchant.merchant_id)
+        if listed is not None:
+            return self._finish(
+                ctx, Result.PICK_UP if listed.response_code == "04" else Result.RESTRICTED_CARD
+            )
+        amount = ctx.amount if ctx.amount is not None else 0
+        decision = decide(
+            await self.routes.table(), pan=pan, amount=amount, currency=ctx.currency, link_up=self._link_up
+        )
+        if decision.kind is DecisionKind.ON_US:
+            ctx.route = ON_US
+            return self._finish(ctx, Result.INVALID_CARD)  # in one of our ranges, but never issued
+        if decision.kind in (DecisionKind.UNKNOWN_BIN, DecisionKind.NO_ELIGIBLE_ROUTE):
+            ctx.route = "none"
+            return self._finish(ctx, Result.NO_SUCH_ISSUER)
+        pin_key: PinKey | None = None
+        if request.get(52) is not None:
+            key = self._pin_key(ctx)
+            if isinstance(key, Result):
+                return self._finish(ctx, key)
+            pin_key = ctx.pin_key = key
+        elif pin:
+            return self._finish(ctx, Result.INCORRECT_PIN)  # this terminal asks a PIN for this type
+        forwarded = await self.forwarder.forward(
+            ForwardRequest(
+                acquired=AcquiredRequest(
+                    request=request,
+                    transaction=t,
+                    card=ctx.card_data,
+                    terminal=ctx.terminal,
+                    merchant=ctx.merchant,
+                    rrn=ctx.rrn,
+                    amount=amount,
+                    currency=ctx.currency,
+                ),
+                route=decision,
+                transfer_id=ctx.own_id,
+                transmitted=ctx.transmitted,
+                pin_key=pin_key,
+            )
+        )
+        ctx.route = forwarded.route or forwarded.network or "none"
+        if forwarded.result.approved:
+            ctx.auth_code = forwarded.auth_code
+            ctx.extra.update({n: v for n, v in forwarded.response_fields.items() if n != 38})
+            if t is not TransactionType.BALANCE:
+                ctx.transfer_id = ctx.own_id
+        return self._finish(ctx, forwarded.result)
+
+    # -- issuer side: a network's requests for our cards -----------------------------------------------
+
+    async def handle_network(self, issuer: IssuerNetwork, request: Message) -> Outcome:
+        """Answer a network's request for one of our cards, in the network's dialect (see the module
+        doc). A repeat (same MTI, field 32, 7 and 11) gets the first answer."""
+        mti = request.mti
+        if mti[2] not in "02":
+            return Outcome(None, Result.APPROVED, transaction_type="none", route=issuer.route)
+        if mti[:2] == "08":
+            # The link answers sign-on, sign-off and echo itself; nothing else is offered to a network.
+            return self._decline(request, Result.FUNCTION_NOT_SUPPORTED, None, "netmgmt", issuer=issuer)
+        acquirer, transmitted, stan = request.get(32), request.get(7), request.get(11)
+        identity = (
+            f"{issuer.name}:{mti}:{acquirer}:{transmitted}:{stan}"
+            if acquirer and transmitted and stan
+            else None
+        )
+        return await self._once(request, identity, issuer)
+
+    async def network_system_failure(self, issuer: IssuerNetwork, request: Message) -> Outcome:
+        """The answer to a network when the HSM or the database failed: 96 in its table."""
+        return self._decline(request, Result.SYSTEM_MALFUNCTION, None, issuer=issuer)
+
+    async def _network_financial(self, issuer: IssuerNetwork, request: Message) -> Outcome:
+        advice = request.mti[1:3] == "22"
+        # An advice tells of an approval the network made for us: classified as the request it advises.
+        classified = classify("0200" if advice else request.mti, request.get(3) or "", request.get(25))
+        if classified is None or classified.type.value not in ISSUER_TRANSACTIONS:
+            return self._decline(request, Result.INVALID_TRANSACTION, None, issuer=issuer)
+        if any(request.get(n) is None for n in (3, 7, 11, 32)):
+            return self._decline(request, Result.FORMAT_ERROR, None, classified.type, issuer=issuer)
+        currency_text = request.get(49) or ""
+        currency = int(currency_text) if len(currency_text) == 3 and currency_text.isdigit() else None
+        terminal_id, merchant_id = request.get(41) or "", request.get(42) or ""
+        ctx = _Context(
+            request=request,
+            classified=classified,
+            # The network's acceptor as far as our rules need it: its ids for the lists, ATM or not for
+            # the PIN rule, and the network's settlement account where our merchant's would be.
+            terminal=Terminal(
+                terminal_id=terminal_id,
+                merchant_id=merchant_id,
+                kind="atm" if request.get(18) == "6011" else "pos",
+            ),
+            merchant=Merchant(
+                merchant_id=merchant_id,
+                name="",
+                settlement_account_id=issuer.settlement_accounts.get(currency or 0, 0),
+                category_code=request.get(18) or "",
+            ),
+            own_id=network_transfer_id(
+                issuer.name, acquirer=request[32], transmission=request[7], stan=request[11]
+            ),
+            issuer=issuer,
+            route=issuer.route,
+        )
+        transmitted = transmission_datetime(request[7], self.clock.now())
+        if transmitted is None:
+            return self._finish(ctx, Result.FORMAT_ERROR)
+        ctx.transmitted = transmitted
+        ctx.rrn = request.get(37) or retrieval_reference(transmitted, ctx.own_id)
+        if classified.reversal:
+            return await self._network_reversal(ctx)
+        if currency is None or currency not in issuer.settlement_accounts:
+            ctx.card_data = parse_card_data(request.get(2), request.get(35), request.get(14))
+            return self._finish(ctx, Result.UNSUPPORTED_CURRENCY)  # nothing to settle it in
+        if advice:
+            return await self._network_advice(ctx)
+        return await self._authorize(ctx)
+
+    async def _network_reversal(self, ctx: _Context) -> Outcome:
+        """0420/0421 (and 0400/0401) naming its original in field 90: reversed once; an original we never
+        saw is acknowledged (there is nothing to give back)."""
+        assert ctx.issuer is not None
+        request = ctx.request
+        ctx.card_data = parse_card_data(request.get(2), request.get(35), request.get(14))
+        ctx.amount = parse_amount(request.get(4))
+        original = parse_network_original(request.get(90))
+        if original is None:
+            return self._finish(ctx, Result.FORMAT_ERROR)
+        original_id = network_transfer_id(
+            ctx.issuer.name,
+            acquirer=original.acquirer,
+            transmission=original.transmission,
+            stan=original.stan,
+        )
+        return await self._reverse_original(ctx, original_id)
+
+    async def _network_advice(self, ctx: _Context) -> Outcome:
+        """0220/0221: the network approved for us (its stand-in); booked once, without card rules (the
+        cardholder was served already). What the ledger refuses is answered with its code and logged:
+        the network holds the approval, so it needs an operator."""
+        request, t = ctx.request, ctx.classified.type
+        declined = await self._find_card(ctx)
+        if declined is not None:
+            return self._finish(ctx, declined)
+        card = ctx.card
+        if card is None:
+            return self._finish(ctx, Result.INVALID_CARD)
+        ctx.amount = parse_amount(request.get(4))
+        if ctx.amount is None or ctx.amount <= 0 or t is TransactionType.BALANCE:
+            return self._finish(ctx, Result.INVALID_AMOUNT)
+        currency = int(request[49])
+        if currency != card.product.currency:
+            return self._finish(ctx, Result.UNSUPPORTED_CURRENCY)
+        ctx.currency = currency
+        account = card.account_for(_account_kind(ctx.classified.from_account))
+        if account is None:
+            return self._finish(ctx, Result.NOT_PERMITTED_TO_CARDHOLDER)
+        ctx.transfer_id = ctx.own_id
+        debit, credit = account.account_id, ctx.merchant.settlement_account_id
+        if t is TransactionType.REFUND:
+            debit, credit = credit, debit
+        transfer = Transfer(
+            transfer_id=ctx.transfer_id,
+            kind=TransferKind.POSTED,
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=ctx.amount,
+            currency=currency,
+            reference=f"advice:rrn:{ctx.rrn}",
+        )
+        (outcome,) = await self.ledger.create_transfers([transfer])
+        if outcome in (TransferResult.OK, TransferResult.EXISTS):
+            return self._finish(ctx, Result.APPROVED)
+        result = _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION)
+        log.error(
+            "network advice not booked",
+            network=ctx.issuer.name if ctx.issuer is not None else None,
+            rrn=ctx.rrn,
+            ledger_result=outcome.value,
+        )
+        return self._finish(ctx, result)
+
+
+class NetworkRequests:
+    """One network's requests for our cards as the edge (switch.terminal_service) drives them."""
+
+    def __init__(self, authorizer: Authorizer, issuer: IssuerNetwork) -> None:
+        self.authorizer = authorizer
+        self.issuer = issuer
+
+    async def handle(self, request: Message) -> Outcome:
+        return await self.authorizer.handle_network(self.issuer, request)
+
+    async def system_failure(self, request: Message) -> Outcome:
+        return await self.authorizer.network_system_failure(self.issuer, request)
 
 
 _STATUS_RESULT = {

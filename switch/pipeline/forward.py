@@ -486,6 +486,34 @@ class Forwarder:
             Result.APPROVED, route, name, network_stan=record.message.get(11), reversal_queued=True
         )
 
+    # -- late answers ----------------------------------------------------------------------------------
+
+    async def late_response(
+        self, *, network: str, response: Message, request: Message | None, reason: str
+    ) -> bool:
+        """A network's answer that matched nothing pending (the link's late-response handler). A late
+        approval of a financial request the switch already answered as timed out makes sure its reversal
+        is queued: normally the timeout queued it already, and its key (`reversal_key`) makes this a no-op.
+        True if a reversal was queued now. Late declines, duplicates and answers to reversals, advices and
+        network management change nothing (the request as sent is needed for a reversal: an answer the
+        link cannot pair with one is only logged)."""
+        if reason != "late" or request is None or request.mti not in ("0100", "0200"):
+            return False
+        net = self.networks.get(network)
+        if net is None:
+            return False
+        if not network_answer(net.profile.dialect, response).result.approved:
+            return False
+        queued = await self._queue_reversal(net, request, REVERSAL_REASON_TIMEOUT)
+        log.warning(
+            "late network approval reversed",
+            network=network,
+            stan=request.get(11),
+            rrn=request.get(37),
+            reversal_queued_now=queued,
+        )
+        return queued
+
     # -- helpers -------------------------------------------------------------------------------------
 
     @staticmethod

@@ -306,3 +306,42 @@ def test_station_id_must_be_six_digits(tmp_path):
     text = VISA_TABLE.replace('our_station_id = "990001"', 'our_station_id = "99001"')
     with pytest.raises(ConfigError, match=r"networks\.visa\.our_station_id: expected 6 digits"):
         load_config(write(tmp_path, text), environ={})
+
+
+# -- interbank additions: currencies, [saf], demo mode from the command line ---------------------------------
+
+
+def test_demo_networks_settle_their_demo_currencies():
+    """If demo mode configures the networks, then each settles the currencies netsim's cards use."""
+    networks = load_config(None, environ={}, demo=True).networks
+    assert networks["visa"].currencies == (840, 978)
+    assert networks["shetab"].currencies == (364,)
+
+
+def test_network_currencies_from_the_environment():
+    """If SWITCH_NETWORKS_<NAME>_CURRENCIES is a comma-separated list, then it replaces the currencies."""
+    env = {"SWITCH_NETWORKS_CUPS_CURRENCIES": "156"}
+    assert load_config(None, environ=env, demo=True).networks["cups"].currencies == (156,)
+
+
+def test_network_currency_out_of_range_names_the_key(tmp_path):
+    """If a currency is not an ISO 4217 numeric code, then the error names networks.<name>.currencies."""
+    with pytest.raises(ConfigError, match=r"networks\.visa\.currencies"):
+        load_config(write(tmp_path, VISA_TABLE + "currencies = [840, 1000]\n"), environ={})
+
+
+def test_saf_backoff_initial_above_max_is_refused():
+    """If the SAF backoff starts above its maximum, then the error names saf.backoff_initial_s."""
+    env = {"SWITCH_SAF_BACKOFF_INITIAL_S": "10", "SWITCH_SAF_BACKOFF_MAX_S": "5"}
+    with pytest.raises(ConfigError, match=r"saf\.backoff_initial_s"):
+        load_config(None, environ=env)
+
+
+def test_switchd_demo_flag_lets_network_overrides_apply(monkeypatch, tmp_path):
+    """If `switchd run --demo` is given a SWITCH_NETWORKS_* override, then it applies to the demo network."""
+    from switch.cli.common import load_config_or_exit
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SWITCH_CONFIG", raising=False)
+    monkeypatch.setenv("SWITCH_NETWORKS_VISA_DEADLINE_MS", "1234")
+    assert load_config_or_exit(None, demo=True).networks["visa"].deadline_ms == 1234

@@ -37,9 +37,12 @@ async def test_seed_builds_the_demo_world_then_does_nothing(
     )
     assert counts is not None
     assert dict(counts) == {
-        "cards": demo.DEBIT_CARD_COUNT + demo.PREPAID_CARD_COUNT + demo.IBM_CARD_COUNT,
-        "terminals": len(demo.POS_TERMINALS) + len(demo.ATM_TERMINALS) + len(demo.DUKPT_TERMINALS),
-        "merchants": 2,
+        "cards": demo.DEBIT_CARD_COUNT + demo.PREPAID_CARD_COUNT + demo.IBM_CARD_COUNT + demo.RIAL_CARD_COUNT,
+        "terminals": len(demo.POS_TERMINALS)
+        + len(demo.ATM_TERMINALS)
+        + len(demo.DUKPT_TERMINALS)
+        + len(demo.RIAL_POS_TERMINALS),
+        "merchants": 3,
         "hot": 1,
     }
     second = await seed_demo(db, ledger, hsm_client, vault)

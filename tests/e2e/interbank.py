@@ -1,0 +1,265 @@
+"""Shared pieces of the interbank end-to-end modules: real `netsim` processes (one per network, on free
+ports), a real `switchd run --demo` pointed at them through `SWITCH_NETWORKS_*` overrides, netsim's control
+API over HTTP, and the switch's side of the books (a network settlement account in the ledger).
+
+A module starts its processes once (module-scoped fixtures) and drives them as an operator and other
+banks would: terminals over TCP to switchd, `POST /originate` to make a network's acquirer send requests
+for our cards, `GET /status` and `GET /position` to see what the network saw. Fault scenarios (timeouts,
+late answers, link drops, restarts) reuse the same pieces: `Netsim.faults` changes netsim's fault modes
+while it runs, `Netsim.drop` closes the member connections, `start_switchd` takes any setting, and
+`switchd_process` starts (or restarts) switchd on an existing database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from specs import demo
+from specs.demo_networks import NETWORKS, network
+from switch.pipeline.forward import network_settlement_account_id
+from tests.e2e.support import Switchd, sql, start_switchd
+from tests.fixtures.pg import PgServer
+from tests.integration.test_switchd import ProcessOutput, base_env, stop_process
+
+NETWORK_NAMES = tuple(n.name for n in NETWORKS)
+# Short link timings: a test waits seconds, not the production minutes, for what a fault makes happen.
+FAST_LINK_SETTINGS = {
+    "DEADLINE_MS": "3000",
+    "RECONNECT_BACKOFF_INITIAL_S": "0.2",
+    "RECONNECT_BACKOFF_MAX_S": "1.0",
+    "CONNECT_TIMEOUT_S": "2.0",
+}
+FAST_SAF_SETTINGS = {
+    "SWITCH_SAF_REQUEST_TIMEOUT_S": "3.0",
+    "SWITCH_SAF_POLL_INTERVAL_S": "0.2",
+    "SWITCH_SAF_BACKOFF_INITIAL_S": "0.5",
+    "SWITCH_SAF_BACKOFF_MAX_S": "2.0",
+}
+
+
+@dataclass
+class Netsim:
+    """One running netsim process: its link and control addresses and everything it printed."""
+
+    name: str
+    link_port: int
+    control: str  # host:port of the control API
+    output: ProcessOutput
+
+    def _call(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"http://{self.control}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    async def call(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+        return await trio.to_thread.run_sync(self._call, method, path, body)
+
+    async def status(self) -> dict[str, Any]:
+        code, body = await self.call("GET", "/status")
+        assert code == 200, body
+        return dict(body)
+
+    async def originate(self, **spec: object) -> list[dict[str, Any]]:
+        """Requests for our cards from the network's acquirer (docs/networks.md, POST /originate)."""
+        code, body = await self.call("POST", "/originate", spec)
+        assert code == 200, body
+        return list(body["results"])
+
+    async def position(self, currency: int) -> int:
+        """netsim's net position toward us in `currency` (> 0: the network owes us)."""
+        code, body = await self.call("GET", "/position")
+        assert code == 200, body
+        entry = body["currencies"].get(f"{currency:03d}") or body["currencies"].get(str(currency))
+        return int(entry["net_minor"]) if entry else 0
+
+    async def faults(self, **changes: object) -> dict[str, Any]:
+        code, body = await self.call("PUT", "/faults", changes)
+        assert code == 200, body
+        return dict(body)
+
+    async def drop(self) -> int:
+        code, body = await self.call("POST", "/drop", {})
+        assert code == 200, body
+        return int(body["dropped"])
+
+    async def balance(self, pan: str, currency: int) -> int:
+        """The available balance of one of netsim's cards (the PAN goes in the body, never the URL)."""
+        code, body = await self.call("POST", "/balance", {"pan": pan})
+        assert code == 200, body
+        return int(body["balances"][f"{currency:03d}"]["available_minor"])
+
+
+def start_netsim(name: str, var_dir: Path, *flags: str) -> Iterator[Netsim]:
+    """Body of a fixture: `netsim --network NAME` on free ports, stopped (SIGTERM) at the end."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulators.netsim.cli",
+            "--network",
+            name,
+            "--port",
+            "0",
+            "--control-port",
+            "0",
+            "--var-dir",
+            str(var_dir),
+            "--log-format",
+            "json",
+            "--originate-timeout-s",
+            "5",
+            *flags,
+        ],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = ProcessOutput(proc)
+    try:
+        ready = output.ready(30)
+        yield Netsim(
+            name=name, link_port=int(ready["link"].rsplit(":", 1)[1]), control=ready["control"], output=output
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        finally:
+            stop_process(proc, output)
+
+
+def network_settings(netsims: dict[str, Netsim], **extra: str) -> dict[str, str]:
+    """`SWITCH_NETWORKS_*` overrides pointing the demo networks at these netsims, with fast timings."""
+    settings: dict[str, str] = {}
+    for name, sim in netsims.items():
+        settings[f"SWITCH_NETWORKS_{name.upper()}_ENDPOINTS"] = f"127.0.0.1:{sim.link_port}"
+        for key, value in FAST_LINK_SETTINGS.items():
+            settings[f"SWITCH_NETWORKS_{name.upper()}_{key}"] = value
+    return {**settings, **FAST_SAF_SETTINGS, **extra}
+
+
+def start_interbank(
+    pg_server: PgServer, var_dir: Path, *netsim_flags: str, **settings: str
+) -> Iterator[tuple[Switchd, dict[str, Netsim]]]:
+    """Body of a module fixture: the three netsims, then switchd linked to them."""
+    with ExitStack() as stack:
+        netsims = {
+            name: stack.enter_context(_context(start_netsim(name, var_dir / "netsim", *netsim_flags)))
+            for name in NETWORK_NAMES
+        }
+        switchd = stack.enter_context(
+            _context(start_switchd(pg_server, var_dir, **network_settings(netsims, **settings)))
+        )
+        yield switchd, netsims
+
+
+class _context:
+    """A generator fixture body as a context manager (so several can share one ExitStack)."""
+
+    def __init__(self, body: Iterator[Any]) -> None:
+        self._body = body
+
+    def __enter__(self) -> Any:
+        return next(self._body)
+
+    def __exit__(self, *_: object) -> None:
+        for _ in self._body:
+            pass
+
+
+def switchd_process(dsn: str, var_dir: Path, **settings: str) -> Iterator[Switchd]:
+    """`switchd run --demo` on an existing database (a restart keeps the queue, keys and ledger); stopped
+    with SIGTERM at the end unless the test stopped it. For restart scenarios: stop the module's switchd
+    (`proc.send_signal`), then run this on its `dsn`."""
+    env = base_env(
+        SWITCH_DATABASE_URL=dsn, SWITCH_SWITCH_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", **settings
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switch.cli.switchd", "run", "--demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=var_dir,
+    )
+    output = ProcessOutput(proc)
+    try:
+        ready = output.ready(60)
+        host, port = ready["terminal"].rsplit(":", 1)
+        yield Switchd(host=host, port=int(port), metrics_address=ready["metrics"], dsn=dsn, output=output)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        finally:
+            stop_process(proc, output)
+
+
+async def wait_until_linked(netsims: dict[str, Netsim], timeout_s: float = 30) -> None:
+    """Until every netsim has a signed-on member connection and has answered a key exchange."""
+    with trio.fail_after(timeout_s):
+        for sim in netsims.values():
+            while True:
+                status = await sim.status()
+                if status["link"]["up"] and status["key"].get("index") is not None:
+                    break
+                await trio.sleep(0.1)
+
+
+async def settlement_debit_balance(switchd: Switchd, name: str, currency: int) -> int:
+    """Debits minus credits posted on the switch's `network:<name>:<currency>` account (the netsim
+    position's mirror; holds are left out on both sides)."""
+    rows = await sql(
+        switchd.dsn,
+        "SELECT debits_posted - credits_posted AS net FROM ledger_accounts WHERE id = $1",
+        network_settlement_account_id(name, currency),
+    )
+    return int(rows[0]["net"]) if rows else 0
+
+
+async def wait_saf_drained(switchd: Switchd, timeout_s: float = 20) -> None:
+    """Until store-and-forward holds no undelivered entry (every reversal and advice acknowledged)."""
+    with trio.fail_after(timeout_s):
+        while True:
+            rows = await sql(
+                switchd.dsn, "SELECT count(*) AS n FROM saf_queue WHERE state IN ('queued', 'in_flight')"
+            )
+            if rows[0]["n"] == 0:
+                return
+            await trio.sleep(0.1)
+
+
+def network_card(name: str, index: int, *, bin_index: int = 0) -> str:
+    """Card `index` of netsim's card base on the network's BIN number `bin_index` (TEST DATA)."""
+    return demo.demo_pan(network(name).bins[bin_index], index)
+
+
+def currency_of(name: str) -> int:
+    """The currency a demo terminal prices a card of this network in: 840 where the network settles it,
+    else the network's first (Shetab: rials)."""
+    currencies = network(name).currencies
+    return demo.CURRENCY if demo.CURRENCY in currencies else currencies[0]

@@ -1,0 +1,289 @@
+"""Interbank end to end, per network (Visa, CUPS, Shetab): real `netsim` processes, a real `switchd run
+--demo` linked to them, terminals over TCP, the networks' own acquirers through netsim's control API.
+
+One set of processes for the module. Each test uses cards of its own (netsim's by index, ours by index),
+so the tests do not depend on each other's order; the position test compares the whole books.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from simulators.messages import TerminalIdentity, TransactionRequest, TxnType, demo_card
+from specs import demo
+from specs.demo_networks import NETWORK_SPECIAL_CARDS
+from switch.cli.demo_seed import card_account_ids
+from tests.e2e.interbank import (
+    NETWORK_NAMES,
+    Netsim,
+    currency_of,
+    network_card,
+    settlement_debit_balance,
+    start_interbank,
+    wait_saf_drained,
+    wait_until_linked,
+)
+from tests.e2e.support import (
+    Switchd,
+    assert_no_card_data_logged,
+    connect,
+    log_events,
+    metrics_text,
+    pos,
+    sql,
+    wait_for_log,
+)
+from tests.fixtures.pg import PgServer
+
+per_network = pytest.mark.parametrize("name", NETWORK_NAMES)
+
+
+@pytest.fixture(scope="module")
+def interbank(
+    pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Switchd, dict[str, Netsim]]]:
+    yield from start_interbank(pg_server, tmp_path_factory.mktemp("interbank"))
+
+
+@pytest.fixture
+async def linked(interbank: tuple[Switchd, dict[str, Netsim]]) -> tuple[Switchd, dict[str, Netsim]]:
+    switchd, netsims = interbank
+    await wait_until_linked(netsims)
+    return switchd, netsims
+
+
+def terminal_for(name: str) -> TerminalIdentity:
+    """A demo terminal pricing in a currency the network settles (Shetab: the rial terminal)."""
+    if currency_of(name) == demo.RIAL_CURRENCY:
+        return TerminalIdentity(
+            terminal_id=demo.RIAL_POS_TERMINALS[0],
+            merchant_id=demo.RIAL_MERCHANT_ID,
+            currency=demo.RIAL_CURRENCY,
+        )
+    return pos(40)
+
+
+def our_card(name: str, index: int) -> str:
+    """One of our cards a network's acquirer can bring in the network's currency (Shetab: a rial card)."""
+    bin6 = demo.RIAL_BIN if currency_of(name) == demo.RIAL_CURRENCY else demo.DEBIT_BIN
+    return demo.demo_pan(bin6, index)
+
+
+async def our_available(switchd: Switchd, pan: str) -> int:
+    """Available balance of the first (checking) account of one of our demo cards, from the ledger."""
+    account_id = card_account_ids(pan[:6], int(pan[6:15]))[0]
+    [row] = await sql(
+        switchd.dsn,
+        "SELECT credits_posted - debits_posted - debits_pending AS available FROM ledger_accounts WHERE id = $1",
+        account_id,
+    )
+    return int(row["available"])
+
+
+async def journal_route(switchd: Switchd, rrn: str) -> str:
+    """The route of the journal row of the request with this RRN (the journal writes in the background)."""
+    with trio.fail_after(10):
+        while True:
+            rows = await sql(switchd.dsn, "SELECT route FROM journal WHERE rrn = $1 AND mti LIKE '02%'", rrn)
+            if rows:
+                return str(rows[0]["route"])
+            await trio.sleep(0.05)
+
+
+async def healthz_text(switchd: Switchd) -> str:
+    def fetch() -> str:
+        with urllib.request.urlopen(f"http://{switchd.metrics_address}/healthz", timeout=10) as reply:
+            return str(reply.read().decode())
+
+    return await trio.to_thread.run_sync(fetch)
+
+
+def purchase(amount: int, pin: str | None = demo.DEMO_PIN) -> TransactionRequest:
+    return TransactionRequest(TxnType.PURCHASE, amount_minor=amount, pin=pin)
+
+
+# -- links ------------------------------------------------------------------------------------------------
+
+
+@per_network
+async def test_link_signs_on_and_exchanges_keys(linked, name):
+    """If switchd runs beside a network, then it is signed on there, holds a ZPK the network issued, and
+    says so in /healthz and its metrics."""
+    switchd, netsims = linked
+    status = await netsims[name].status()
+    assert any(c["signed_on"] for c in status["link"]["connections"])
+    assert status["counters"]["key_exchanges"] >= 1
+    assert f"{name} up" in await healthz_text(switchd)
+    text = await metrics_text(switchd)
+    assert (
+        f'switch_network_link_up{{endpoint="127.0.0.1:{netsims[name].link_port}",network="{name}"}} 1.0'
+        in text
+    )
+    assert f'switch_network_key_exchanges_total{{network="{name}",outcome="installed"}}' in text
+
+
+# -- acquirer side ------------------------------------------------------------------------------------------
+
+
+@per_network
+async def test_foreign_card_purchase_with_pin_is_approved_by_its_network(linked, name):
+    """If a terminal of ours sells to a card of the network with its PIN, then the network approves it,
+    debits its cardholder, and the journal names the network as the route."""
+    switchd, netsims = linked
+    pan = network_card(name, 20)
+    currency = currency_of(name)
+    before = await netsims[name].balance(pan, currency)
+    async with connect(switchd, terminal_for(name)) as terminal:
+        result = await terminal.transact(purchase(1500), demo_card(pan))
+    assert result.response_code == "00", result
+    assert result.auth_code and result.auth_code.startswith(name[0].upper()) and result.rrn
+    assert await netsims[name].balance(pan, currency) == before - 1500
+    line = await wait_for_log(
+        switchd, lambda e: e.get("event") == "transaction" and e.get("rrn") == result.rrn
+    )
+    assert line["route"] == name
+    assert await journal_route(switchd, result.rrn) == name
+
+
+@per_network
+async def test_foreign_card_wrong_pin_is_55(linked, name):
+    """If the PIN is wrong, then the network says so after the PIN block's translation to its ZPK: 55."""
+    switchd, _ = linked
+    async with connect(switchd, terminal_for(name)) as terminal:
+        result = await terminal.transact(purchase(1000, pin="9999"), demo_card(network_card(name, 21)))
+    assert result.response_code == "55"
+
+
+@per_network
+async def test_network_decline_is_mapped_to_the_terminal_code(linked, name):
+    """If the network declines for lack of funds, then the terminal gets 51."""
+    switchd, _ = linked
+    bin_index, index = NETWORK_SPECIAL_CARDS["insufficient_funds"]
+    card = demo_card(network_card(name, index, bin_index=bin_index))
+    async with connect(switchd, terminal_for(name)) as terminal:
+        result = await terminal.transact(purchase(1000), card)
+    assert result.response_code == "51"
+
+
+@per_network
+async def test_terminal_reversal_of_a_forwarded_purchase_reaches_the_network(linked, name):
+    """If a terminal reverses a forwarded purchase, then it is acknowledged at once and the network's
+    0420 (PAN in field 2, from the queue's encrypted copy) gives the cardholder the money back."""
+    switchd, netsims = linked
+    pan = network_card(name, 22)
+    currency = currency_of(name)
+    before = await netsims[name].balance(pan, currency)
+    card = demo_card(pan)
+    async with connect(switchd, terminal_for(name)) as terminal:
+        sale = await terminal.transact(purchase(2500), card)
+        assert sale.response_code == "00", sale
+        reversal = await terminal.transact(
+            TransactionRequest(TxnType.REVERSAL, amount_minor=2500, original=sale.original()), card
+        )
+    assert reversal.response_code == "00"
+    await wait_saf_drained(switchd)
+    assert await netsims[name].balance(pan, currency) == before
+
+
+@per_network
+async def test_card_of_no_known_issuer_is_15(linked, name):
+    """If no network's BIN range holds a card, then the terminal gets 15 and nothing is sent."""
+    switchd, netsims = linked
+    sent_before = (await netsims[name].status())["counters"].get("in_0200", 0)
+    async with connect(switchd, terminal_for(name)) as terminal:
+        result = await terminal.transact(purchase(1000), demo_card(demo.demo_pan("555555", 7)))
+    assert result.response_code == "15"
+    assert (await netsims[name].status())["counters"].get("in_0200", 0) == sent_before
+
+
+# -- issuer side ----------------------------------------------------------------------------------------------
+
+
+@per_network
+async def test_network_purchase_for_our_card_is_approved_on_our_ledger(linked, name):
+    """If a network's acquirer buys with one of our cards and its PIN, then we approve it in the network's
+    dialect with an auth code, debit our cardholder and journal it as issuer:<network>."""
+    switchd, netsims = linked
+    pan = our_card(name, 31)
+    before = await our_available(switchd, pan)
+    [result] = await netsims[name].originate(pan=pan, amount_minor=4200)
+    assert result["approved"] and result["response_code"] == "00", result
+    assert result["auth_code"]
+    assert await our_available(switchd, pan) == before - 4200
+    line = await wait_for_log(
+        switchd, lambda e: e.get("event") == "transaction" and e.get("rrn") == result["rrn"]
+    )
+    assert line["route"] == f"issuer:{name}" and line["pan"] == f"{pan[:6]}******{pan[-4:]}"
+    assert await journal_route(switchd, result["rrn"]) == f"issuer:{name}"
+
+
+@per_network
+async def test_network_purchase_with_a_wrong_pin_is_declined_in_its_code(linked, name):
+    """If a network's acquirer sends a wrong PIN under the network's ZPK, then we answer 55."""
+    _, netsims = linked
+    [result] = await netsims[name].originate(pan=our_card(name, 32), amount_minor=1000, pin="9999")
+    assert result["response_code"] == "55"
+
+
+@per_network
+async def test_network_reversal_for_our_card_gives_the_money_back(linked, name):
+    """If a network's acquirer reverses its approved purchase (0420 naming it in field 90), then our
+    cardholder has the money back, and a repeat of the reversal changes nothing."""
+    switchd, netsims = linked
+    pan = our_card(name, 33)
+    before = await our_available(switchd, pan)
+    [result] = await netsims[name].originate(pan=pan, amount_minor=3100, reverse=True)
+    assert result["approved"], result
+    assert result["reversal"]["response_code"] == "00"
+    assert await our_available(switchd, pan) == before
+    [again] = await netsims[name].originate(mti="0420", original_stan=result["stan"])
+    assert again["response_code"] == "00"
+    assert await our_available(switchd, pan) == before
+
+
+# -- the books ----------------------------------------------------------------------------------------------------
+
+
+@per_network
+async def test_settlement_account_equals_the_network_position(linked, name):
+    """If both sides have traded (acquired and issued, with a reversal), then the switch's settlement
+    account for the network equals netsim's position once store-and-forward has drained."""
+    switchd, netsims = linked
+    currency = currency_of(name)
+    async with connect(switchd, terminal_for(name)) as terminal:
+        assert (await terminal.transact(purchase(777), demo_card(network_card(name, 24)))).approved
+    await netsims[name].originate(pan=our_card(name, 34), amount_minor=555)
+    await netsims[name].originate(pan=our_card(name, 35), amount_minor=333, reverse=True)
+    await wait_saf_drained(switchd)
+    assert await settlement_debit_balance(switchd, name, currency) == await netsims[name].position(currency)
+
+
+def test_no_card_data_in_switchd_log(interbank):
+    """If the module's transactions ran, then no PAN, track 2 or PIN block is in switchd's output: neither
+    what our terminals sent nor our own cards that the networks brought."""
+    switchd, _ = interbank
+    assert_no_card_data_logged(switchd)
+    text = "".join(switchd.output.lines)
+    brought = [our_card(name, index) for name in NETWORK_NAMES for index in range(31, 36)]
+    assert not [pan[:6] for pan in brought if pan in text]
+
+
+# -- last: stops the module's switchd -----------------------------------------------------------------------
+
+
+async def test_sigterm_signs_off_every_network_and_exits_0(linked):
+    """If switchd gets SIGTERM, then it signs off from every network after their pending requests and
+    exits 0."""
+    switchd, netsims = linked
+    before = {name: (await sim.status())["counters"].get("sign_offs", 0) for name, sim in netsims.items()}
+    proc = switchd.output.proc
+    proc.terminate()
+    assert await trio.to_thread.run_sync(lambda: proc.wait(timeout=30)) == 0
+    for name, sim in netsims.items():
+        assert (await sim.status())["counters"].get("sign_offs", 0) == before[name] + 1, name
+    events = [e.get("event") for e in log_events(switchd)]
+    assert events.index("link signed off") > events.index("draining")
