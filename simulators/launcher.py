@@ -36,9 +36,12 @@ def _say(message: str, **fields: object) -> None:
     # read it), plain text on a terminal.
     if sys.stdout.isatty():
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        print(f"launcher: {message}" + (f" ({extra})" if extra else ""), flush=True)
+        line = f"launcher: {message}" + (f" ({extra})" if extra else "")
     else:
-        print(json.dumps({"logger_name": "launcher", "event": message, **fields}), flush=True)
+        line = json.dumps({"logger_name": "launcher", "event": message, **fields})
+    # One write for line and newline: switchd writes to the same stdout.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _var_dir() -> Path:

@@ -90,6 +90,7 @@ class ReadyInfo:
     database: str
     embedded_data_dir: str | None
     networks: dict[str, str] = field(default_factory=dict)  # enabled network -> its endpoints
+    database_url: str = field(default="", repr=False)  # for worker processes; may carry a password
 
 
 class SystemClock:
@@ -140,8 +141,12 @@ async def _start_core(
     hsm_and_description: tuple[ClientHsm, str],
     *,
     demo: bool,
+    seed: bool = True,
 ) -> Core:
-    """Ledger, journal, card directory (and demo data with --demo), pipeline; background tasks."""
+    """Ledger, journal, card directory (and demo data with --demo), pipeline; background tasks.
+
+    `seed` is False in a worker process: the primary seeded the demo (and reset the demo networks'
+    working keys) before it started the workers, which must not undo the keys it exchanged since."""
     hsm, hsm_description = hsm_and_description
     ledger = PgLedger(db, batch_size_max=config.ledger.batch_size_max)
     journal = PgJournal(db)
@@ -150,7 +155,7 @@ async def _start_core(
     directory = PgDirectory(db, vault)
     await services.start(directory.run)  # LISTEN for changes before the first cached read
     enabled = {name: network for name, network in config.networks.items() if network.enabled}
-    if demo:
+    if demo and seed:
         summary = await seed_demo(db, ledger, hsm.client, vault)
         log.info(
             "demo data",
@@ -434,9 +439,17 @@ async def run_switch(
     demo: bool = False,
     stop_event: trio.Event | None = None,
     install_signal_handlers: bool = True,
+    seed: bool = True,
+    reuse_port: bool = False,
+    before_database_stops: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[ReadyInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run switchd until SIGINT/SIGTERM (or `stop_event`), then drain and return."""
+    """Run switchd until SIGINT/SIGTERM (or `stop_event`), then drain and return.
+
+    For several processes on one port (switch/cli/workers.py): `reuse_port` opens the terminal listener
+    with SO_REUSEPORT, `seed=False` leaves the demo seed to the primary, and `before_database_stops` is
+    awaited (shielded) after this process has drained and before it stops the embedded PostgreSQL.
+    """
     hsm = open_hsm(config.hsm, allow_test_lmk=demo)  # before anything starts: a missing LMK fails fast
     stop = stop_event if stop_event is not None else trio.Event()
     serving = trio.Event()  # set with the ready line: from then on a stop is a drain
@@ -471,10 +484,23 @@ async def run_switch(
                             data_dir=str(embedded.data_dir),
                         )
                     dsn = embedded.dsn()
-                await _serve(config, dsn, embedded, hsm, demo, stop, serving, task_status)
+                await _serve(
+                    config,
+                    dsn,
+                    embedded,
+                    hsm,
+                    demo,
+                    stop,
+                    serving,
+                    task_status,
+                    seed=seed,
+                    reuse_port=reuse_port,
+                )
         finally:
             with trio.CancelScope(shield=True):
                 await hsm[0].client.aclose()  # a TCP pool's connections; nothing to do in-process
+                if before_database_stops is not None:
+                    await before_database_stops()
             if embedded is not None:
                 with trio.CancelScope(shield=True):
                     if await trio.to_thread.run_sync(embedded.stop):
@@ -493,6 +519,9 @@ async def _serve(
     stop: trio.Event,
     serving: trio.Event,
     task_status: trio.TaskStatus[ReadyInfo],
+    *,
+    seed: bool,
+    reuse_port: bool,
 ) -> None:
     metrics = Metrics.create(version=switch_version(), node_name=config.switch.node_name)
     db = Database(
@@ -529,7 +558,7 @@ async def _serve(
                 admin_listeners = await services.start(admin.serve, config.metrics.host, config.metrics.port)
                 admin_address = _address(admin_listeners)
 
-            core = await _start_core(config, db, metrics, services, hsm, demo=demo)
+            core = await _start_core(config, db, metrics, services, hsm, demo=demo, seed=seed)
             interbank = core.interbank
             networks = (
                 {name: ",".join(network.endpoints) for name, network in interbank.configs.items()}
@@ -541,7 +570,12 @@ async def _serve(
             terminal_address = None
             if config.terminal.enabled:
                 terminal = TerminalServer(
-                    config.terminal, metrics, name="terminal", codec=core.codec, handler=core.service.handle
+                    config.terminal,
+                    metrics,
+                    name="terminal",
+                    codec=core.codec,
+                    handler=core.service.handle,
+                    reuse_port=reuse_port,
                 )
                 terminal_address = _address(await services.start(terminal.serve))
 
@@ -552,6 +586,7 @@ async def _serve(
                 database="embedded" if embedded else "external",
                 embedded_data_dir=str(embedded.data_dir) if embedded else None,
                 networks=networks,
+                database_url=dsn,
             )
             linked = ", ".join(f"{name} ({endpoints})" for name, endpoints in networks.items())
             log.info(
@@ -568,7 +603,7 @@ async def _serve(
                 pid=os.getpid(),
                 host=socket.gethostname(),
             )
-            if demo and terminal_address is not None:
+            if demo and seed and terminal_address is not None:
                 host, port = terminal_address.rsplit(":", 1)
                 log.info(
                     "demo data is loaded; try a purchase with PIN 1234 from another shell: "

@@ -78,6 +78,11 @@ class SwitchConfig:
         10.0, check=_check_non_negative, doc="on SIGTERM/SIGINT, how long in-flight work may finish"
     )
     var_dir: str = _field("var", doc="where runtime data lives (embedded PostgreSQL, HSM files)")
+    workers: int = _field(
+        1,
+        check=lambda v: None if 1 <= v <= 64 else "a whole number of processes from 1 to 64",
+        doc="switchd processes sharing the terminal port (one core each); see docs/operations.md",
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

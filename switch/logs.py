@@ -139,7 +139,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # One write per line (message and newline together): with PYTHONUNBUFFERED, print() would write
+        # them separately, and lines of processes sharing stdout (switchd workers, make run) could merge.
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
     # Third-party libraries log through stdlib logging; send their warnings through the same masking chain.

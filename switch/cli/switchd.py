@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from functools import partial
 
 import trio
 
 from switch.adapters.hsm import HsmSetupError
-from switch.app import run_switch
+from switch.cli import workers
 from switch.cli.common import load_config_or_exit
 from switch.config import describe
 from switch.logs import configure_logging, get_logger
@@ -25,7 +24,7 @@ def _run(args: argparse.Namespace) -> int:
     # busy trio thread to let go, several times per round trip; 0.5 ms keeps those waits short.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
-        trio.run(partial(run_switch, config, demo=args.demo))
+        trio.run(workers.start(config, demo=args.demo, life_fd=args.worker_life_fd))
     except KeyboardInterrupt:
         # Ctrl-C while no signal watcher runs: only in the last moment of the exit, after run_switch's
         # watcher ended (it is the first thing run_switch starts and the last it stops).
@@ -64,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo mode: the public TEST LMK in-process (unless an HSM is configured) and demo cards, "
         "terminals and balances seeded into an empty database (what `make run` does)",
     )
+    # Set by a primary switchd for the worker processes it starts (switch/cli/workers.py), not by people.
+    run.add_argument("--worker-life-fd", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=_run)
     cfg = sub.add_parser("config", help="list every config key, or --check a config file")
     cfg.add_argument("--config", help="TOML config file")

@@ -149,7 +149,8 @@ def test_example_config_is_valid():
 
 def test_every_timeout_and_limit_carries_a_unit():
     """If a key holds a quantity (timeout, interval, size, count), then its name ends in a unit or bound."""
-    not_quantities = {"port", "header_length"}  # an address and a wire-format constant, not limits
+    # An address, a wire-format constant and a number of processes: not timeouts or limits.
+    not_quantities = {"port", "header_length", "workers"}
     for key, _env, default, _doc in describe():
         leaf = key.rsplit(".", 1)[1]
         if type(default) in (int, float) and leaf not in not_quantities:

@@ -1,0 +1,169 @@
+"""Several switchd processes on one machine: a primary and `switch.workers - 1` workers on one port.
+
+Why: one Python process is held to one core by the GIL. Everything the processes must agree on already
+lives in PostgreSQL (the ledger and its idempotency keys, the caches that NOTIFY invalidates, operator
+changes confirmed by every listener, store-and-forward leases, network keys), exactly as for several
+switchd machines on one database, so more processes spread the work over more cores with no new rules.
+
+The primary starts the embedded PostgreSQL when no DSN is configured, migrates, seeds the demo and
+serves; then it starts the workers with its database URL and terminal port. Each worker serves the same
+port (SO_REUSEPORT: the kernel spreads new connections over the processes; a terminal's connection stays
+with one of them), under its own node name (`<node>.w<i>`) and metrics port (`metrics.port + i`, or a
+free one when the port is 0). On SIGINT/SIGTERM the primary passes the signal on, every process drains,
+and the primary stops the database only after every worker has exited. A worker whose primary is gone
+(killed) drains and exits too: it watches a pipe that only the primary holds open.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import structlog
+import trio
+
+from switch.app import ReadyInfo, run_switch
+from switch.config import Config
+from switch.logs import get_logger
+
+__all__ = ["run_primary", "run_worker"]
+
+log = get_logger("switchd")
+
+# A worker drains within drain_timeout_s like any switchd; this much more is allowed for its exit.
+_WORKER_EXIT_MARGIN_S = 10.0
+
+
+async def _watch_signals(
+    stop: trio.Event, on_signal: Callable[[int], None], *, task_status: trio.TaskStatus[None]
+) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            log.info("signal received", signal=signal.Signals(signum).name)
+            on_signal(signum)
+            stop.set()
+
+
+def _worker_env(config: Config, info: ReadyInfo, index: int) -> dict[str, str]:
+    assert info.terminal_address is not None
+    env = dict(os.environ)
+    env["SWITCH_DATABASE_URL"] = info.database_url
+    env["SWITCH_TERMINAL_PORT"] = info.terminal_address.rsplit(":", 1)[1]
+    env["SWITCH_SWITCH_NODE_NAME"] = f"{config.switch.node_name}.w{index}"
+    env["SWITCH_SWITCH_WORKERS"] = "1"
+    if config.metrics.enabled:
+        base = config.metrics.port
+        env["SWITCH_METRICS_PORT"] = str(base + index) if base else "0"
+    return env
+
+
+async def run_primary(config: Config, *, demo: bool) -> None:
+    """Serve as the primary of `config.switch.workers` processes until SIGINT/SIGTERM, then drain all."""
+    # Every process writes to the same stdout: each line says which one wrote it.
+    structlog.contextvars.bind_contextvars(node=config.switch.node_name)
+    stop = trio.Event()
+    workers: list[trio.Process] = []
+    done = trio.Event()
+    # Inherited by every worker, never written: when this process ends, however it ends, the workers
+    # read end-of-file on it and stop.
+    life_read, life_write = os.pipe()
+
+    def pass_on(signum: int) -> None:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+
+    async def stop_workers() -> None:
+        """Before the database stops: every worker drained and gone."""
+        pass_on(signal.SIGTERM)
+        with trio.move_on_after(config.switch.drain_timeout_s + _WORKER_EXIT_MARGIN_S):
+            for worker in workers:
+                await worker.wait()
+        for index, worker in enumerate(workers, start=1):
+            if worker.returncode is None:
+                log.warning("worker did not stop in time; killing it", worker=index, pid=worker.pid)
+                worker.kill()
+                await worker.wait()
+            else:
+                log.info("worker stopped", worker=index, pid=worker.pid, exit_code=worker.returncode)
+
+    async def primary(*, task_status: trio.TaskStatus[ReadyInfo]) -> None:
+        try:
+            await run_switch(
+                config,
+                demo=demo,
+                stop_event=stop,
+                install_signal_handlers=False,
+                reuse_port=True,
+                before_database_stops=stop_workers,
+                task_status=task_status,
+            )
+        finally:
+            done.set()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_watch_signals, stop, pass_on)
+            info: ReadyInfo = await nursery.start(primary)
+            for index in range(1, config.switch.workers):
+                command = [
+                    sys.executable,
+                    "-m",
+                    "switch.cli.switchd",
+                    "run",
+                    "--worker-life-fd",
+                    str(life_read),
+                ]
+                if demo:
+                    command.append("--demo")
+                worker = await trio.lowlevel.open_process(
+                    command, env=_worker_env(config, info, index), pass_fds=(life_read,)
+                )
+                workers.append(worker)
+                log.info("worker started", worker=index, pid=worker.pid)
+                nursery.start_soon(_report_exit, worker, index, stop)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        os.close(life_read)
+        os.close(life_write)
+
+
+async def _report_exit(worker: trio.Process, index: int, stop: trio.Event) -> None:
+    code = await worker.wait()
+    if not stop.is_set():
+        # Not restarted: the others keep serving the port; a supervisor above switchd (systemd, say)
+        # restarts the whole set if the operator wants it back.
+        log.error(
+            "worker exited unexpectedly; the other processes keep serving", worker=index, exit_code=code
+        )
+
+
+async def run_worker(config: Config, *, demo: bool, life_fd: int) -> None:
+    """Serve as a worker: the primary's database and port, no seeding; stop when the primary goes."""
+    structlog.contextvars.bind_contextvars(node=config.switch.node_name)
+    stop = trio.Event()
+
+    async def watch_primary() -> None:
+        await trio.lowlevel.wait_readable(life_fd)  # readable only at end-of-file: the primary is gone
+        if not stop.is_set():
+            log.warning("primary switchd is gone; draining")
+            stop.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_primary)
+        await run_switch(config, demo=demo, stop_event=stop, seed=False, reuse_port=True)
+        nursery.cancel_scope.cancel()
+
+
+def start(config: Config, *, demo: bool, life_fd: int | None) -> Callable[[], Awaitable[None]]:
+    """The trio main function for this process: primary, worker, or a plain single switchd."""
+    if life_fd is not None:
+        return partial(run_worker, config, demo=demo, life_fd=life_fd)
+    if config.switch.workers > 1:
+        return partial(run_primary, config, demo=demo)
+    return partial(run_switch, config, demo=demo)

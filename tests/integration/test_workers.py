@@ -1,0 +1,144 @@
+"""Several switchd processes on one port (switch.workers): the primary, its workers, their stop."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import trio
+
+from tests.fixtures.pg import make_world_readable_tmpdir
+from tests.integration.test_switchd import (
+    CODEC,
+    TPDU,
+    ProcessOutput,
+    base_env,
+    echo_request,
+    exchange,
+    postgres_running_for,
+    stop_process,
+)
+
+NO_NETWORKS = {f"SWITCH_NETWORKS_{name}_ENABLED": "false" for name in ("VISA", "CUPS", "SHETAB")}
+
+
+def _start(var: str) -> tuple[subprocess.Popen[str], ProcessOutput]:
+    env = base_env(SWITCH_SWITCH_VAR_DIR=var, SWITCH_SWITCH_WORKERS="2", **NO_NETWORKS)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switch.cli.switchd", "run", "--demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, ProcessOutput(proc)
+
+
+def _ready_lines(output: ProcessOutput, count: int, timeout_s: float) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready = []
+        for line in list(output.lines):
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if event.get("event_kind") == "ready":
+                ready.append(event)
+        if len(ready) >= count:
+            return ready
+        time.sleep(0.05)
+    raise AssertionError(f"not {count} ready lines within {timeout_s} s: {''.join(output.lines)[-2000:]}")
+
+
+async def _echo_many(port: int, connections: int) -> list[str]:
+    stans = []
+    for n in range(connections):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            reply = await exchange(stream, CODEC.encode_frame(echo_request(f"{n + 1:06d}"), TPDU))
+            stans.append(reply.message.get(39) or "")
+    return stans
+
+
+def test_two_workers_share_the_port_and_stop_together():
+    """If switch.workers is 2, then two processes answer on one port and SIGTERM stops both and the database."""
+    var = make_world_readable_tmpdir("cardswitch-test-workers-")
+    proc, output = _start(str(var))
+    try:
+        primary, worker = _ready_lines(output, 2, 60)
+        assert primary["node"] == "switch-1" and worker["node"] == "switch-1.w1"
+        assert primary["terminal"] == worker["terminal"] and worker["database"] == "external"
+        port = int(str(primary["terminal"]).rsplit(":", 1)[1])
+        codes = trio.run(_echo_many, port, 40)
+        assert codes == ["00"] * 40
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        stop_process(proc, output)
+    bad = [line for line in output.lines if line.startswith("{") and line.count('{"logger_name"') > 1]
+    assert not bad, bad[:2]  # each process writes whole lines, even with PYTHONUNBUFFERED
+    served_by = {
+        json.loads(line).get("node")
+        for line in output.lines
+        if line.startswith("{") and '"event":"transaction"' in line
+    }
+    assert served_by == {"switch-1", "switch-1.w1"}  # the kernel spread 40 connections over both
+    assert "worker stopped" in output.events()
+    assert not postgres_running_for(var / "pgdata")
+    subprocess.run(
+        [sys.executable, "-c", "import shutil,sys; shutil.rmtree(sys.argv[1], ignore_errors=True)", str(var)],
+        check=False,
+    )
+
+
+def test_a_worker_stops_when_its_primary_is_killed():
+    """If the primary is killed outright, then its worker notices the closed pipe, drains and exits 0."""
+    var = make_world_readable_tmpdir("cardswitch-test-workers-")
+    proc, output = _start(str(var))
+    worker_pid = None
+    try:
+        _primary, worker = _ready_lines(output, 2, 60)
+        worker_pid = int(str(worker["pid"]))
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the worker outlived its primary")
+    finally:
+        stop_process(proc, output)
+        if worker_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker_pid, signal.SIGKILL)
+        # The killed primary left its embedded PostgreSQL running: stop it the way the next start would.
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from switch.adapters.postgres.embedded import EmbeddedPostgres; import sys; "
+                "EmbeddedPostgres(__import__('pathlib').Path(sys.argv[1])).stop()",
+                str(var / "pgdata"),
+            ],
+            check=False,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import shutil,sys; shutil.rmtree(sys.argv[1], ignore_errors=True)",
+                str(var),
+            ],
+            check=False,
+        )
+    assert "primary switchd is gone; draining" in output.events()
