@@ -278,7 +278,6 @@ async def _generate(
 ) -> None:
     debit_cards = _cards_for(index, plan.terminals)
     prepaid_cards = _prepaid_cards(index, plan.terminals)
-    slots = trio.Semaphore(plan.in_flight)
     interval_s = plan.terminals / plan.rate_per_s if plan.rate_per_s > 0 else 0.0
     # Stagger the terminals over one interval so a paced run does not arrive in bursts.
     next_s = trio.current_time() + interval_s * index / max(plan.terminals, 1)
@@ -302,22 +301,26 @@ async def _generate(
             stats.errors += 1
         else:
             stats.record(code, latency_ms)
-        finally:
-            slots.release()
 
-    async with trio.open_nursery() as nursery:
+    async def slot() -> None:
+        # One of the terminal's `in_flight` request slots: send, wait for the answer, send the next. A
+        # paced slot takes the next time of the terminal's schedule; when every slot is busy the schedule
+        # slips and the slots catch up as they free, as a terminal with a full queue would.
+        nonlocal next_s
         while True:
             if interval_s:
-                await trio.sleep_until(next_s)
-                next_s += interval_s
-            await slots.acquire()
+                at, next_s = next_s, next_s + interval_s
+                await trio.sleep_until(at)
             if terminal.closed_reason is not None or not budget.take():
-                slots.release()
-                break
+                return
             txn = plan.mix.pick(rng)
             card = rng.choice(prepaid_cards if txn is TxnType.LOAD else debit_cards)
             stats.sent += 1
-            nursery.start_soon(one, txn, card)
+            await one(txn, card)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(plan.in_flight):
+            nursery.start_soon(slot)
 
 
 _HEADER_BYTES = 5  # the terminal dialect's TPDU

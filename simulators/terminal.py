@@ -127,7 +127,10 @@ class TerminalClient:
         self._now_local = now_local or datetime.now
         self.keys: Keys | None = None
         self._pending: dict[str, _Pending] = {}
-        self._send_lock = trio.Lock()
+        # Frames waiting for the writer task: requests sent while it is busy go out together in one
+        # send (a load generator keeps many in flight; one system call each would be most of its CPU).
+        self._outbox: list[bytes] = []
+        self._outbox_ready = trio.Event()
         self.unmatched_responses = 0
         self.closed_reason: str | None = None
         # A cheaper decoder for responses (payload -> message, or None to decode in full): the load
@@ -140,6 +143,27 @@ class TerminalClient:
         return f"{stan:06d}"
 
     # -- I/O --------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The connection's reader and writer; runs until the connection ends or is cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.write_loop)
+            await self.read_loop()  # returns when the connection ends: then nothing is left to write
+            nursery.cancel_scope.cancel()
+
+    async def write_loop(self) -> None:
+        """Send queued frames, all that are waiting in one write, until the connection breaks."""
+        try:
+            while True:
+                await self._outbox_ready.wait()
+                self._outbox_ready = trio.Event()
+                frames, self._outbox = self._outbox, []
+                if frames:
+                    await self.stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.closed_reason = self.closed_reason or "connection lost"
+            for pending in self._pending.values():
+                pending.done.set()
 
     async def read_loop(self) -> None:
         """Match responses to pending requests until the peer closes or breaks the framing."""
@@ -194,12 +218,9 @@ class TerminalClient:
         self._pending[stan] = pending
         started = time.perf_counter()
         try:
-            try:
-                async with self._send_lock:
-                    await self.stream.send_all(frame)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self.closed_reason = self.closed_reason or "connection lost"
-                raise ConnectionFailed(self.closed_reason) from None
+            self._outbox.append(frame)
+            self._outbox_ready.set()
+            # Woken by the response, or by the reader or writer when the connection ends.
             with trio.move_on_after(self.timeout_s):
                 await pending.done.wait()
         finally:
@@ -338,7 +359,7 @@ async def open_terminal(
     )
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.read_loop)
+            nursery.start_soon(client.run)
             try:
                 yield client
             finally:

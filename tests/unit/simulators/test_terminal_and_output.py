@@ -61,7 +61,7 @@ async def test_responses_in_any_order_are_matched_by_stan():
             await theirs.send_all(CODEC.encode_frame(response, Tpdu().reply()))
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(terminal.read_loop)
+        nursery.start_soon(terminal.run)
         nursery.start_soon(switch)
         async with trio.open_nursery() as senders:
             senders.start_soon(send, 100)
@@ -79,7 +79,7 @@ async def test_no_answer_is_a_timeout_result_not_an_exception(autojump_clock):
     ours, _theirs = trio.testing.memory_stream_pair()
     terminal = client(ours, timeout_s=30.0)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(terminal.read_loop)
+        nursery.start_soon(terminal.run)
         result = await terminal.echo()
         nursery.cancel_scope.cancel()
     assert result.response_code is None and result.error == "no response within 30 s"
