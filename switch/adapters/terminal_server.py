@@ -16,6 +16,7 @@ import errno
 import itertools
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 import trio
@@ -72,6 +73,47 @@ async def open_listeners(host: str, port: int, *, reuse_port: bool) -> list[trio
             await trio.aclose_forcefully(listener)
         raise
     return listeners
+
+
+class _Replies:
+    """A connection's answers waiting to be written. A writer task sends whatever is ready in one write:
+    answers that complete together (a group commit releases many) share one system call."""
+
+    __slots__ = ("_broken", "_closed", "_frames", "_ready")
+
+    def __init__(self) -> None:
+        self._frames: list[bytes] = []
+        self._ready = trio.Event()
+        self._closed = False
+        self._broken = False
+
+    def put(self, frame: bytes) -> None:
+        if self._broken:
+            log.info("reply not sent: connection gone")
+            return
+        self._frames.append(frame)
+        self._ready.set()
+
+    def close(self) -> None:
+        """No more answers: the writer sends what is queued and returns."""
+        self._closed = True
+        self._ready.set()
+
+    async def run(self, stream: trio.SocketStream, sent: Any) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready = trio.Event()
+            frames, self._frames = self._frames, []
+            if frames:
+                try:
+                    await stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._broken = True
+                    log.info("reply not sent: connection gone", replies=len(frames))
+                    return
+                sent.inc(len(frames))
+            if self._closed and not self._frames:
+                return
 
 
 class _Closing:
@@ -202,47 +244,18 @@ class TerminalServer:
         self.metrics.connections_total.labels(self.name).inc()
         log.info("connection opened")
         reason = "peer closed"
-        send_lock = trio.Lock()
+        replies = _Replies()
         framer = self.codec.framer(frame_bytes_max=self.config.frame_bytes_max)
         closing = _Closing()
         try:
-            async with trio.open_nursery() as requests:
-                while not self._draining and closing.reason is None:
-                    read_scope = trio.CancelScope(deadline=trio.current_time() + self.config.read_timeout_s)
-                    self._read_scopes.add(read_scope)
-                    closing.read_scope = read_scope
-                    data = b""
-                    try:
-                        with read_scope:
-                            data = await stream.receive_some(65536)
-                    finally:
-                        self._read_scopes.discard(read_scope)
-                        closing.read_scope = None
+            async with trio.open_nursery() as connection:
+                connection.start_soon(replies.run, stream, self._frames_out)
+                async with trio.open_nursery() as requests:
+                    reason = await self._read_requests(stream, framer, closing, requests, replies)
                     if (why := closing.why()) is not None:
                         reason = why
-                        break
-                    if read_scope.cancelled_caught:
-                        reason = "draining" if self._draining else "read timeout"
-                        break
-                    if not data:
-                        break
-                    try:
-                        framer.receive_data(data)
-                        frames = []
-                        while (frame := framer.next_frame()) is not None:
-                            frames.append(frame)
-                    except FramingError as exc:
-                        # The error text names only offsets and limits, never content.
-                        reason = f"framing error: {exc}"
-                        self.metrics.frame_errors_total.labels(self.name, "framing").inc()
-                        break
-                    for frame in frames:
-                        self._frames_in.inc()
-                        requests.start_soon(self._answer, stream, send_lock, frame, closing)
-                if (why := closing.why()) is not None:
-                    reason = why
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            reason = "connection broken"
+                # Every request read is answered (or failed): the writer sends what is queued, then ends.
+                replies.close()
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
@@ -253,6 +266,52 @@ class TerminalServer:
             structlog.contextvars.unbind_contextvars("conn", "peer")
             if self._open == 0:
                 self._all_closed.set()
+
+    async def _read_requests(
+        self,
+        stream: trio.SocketStream,
+        framer: Any,
+        closing: _Closing,
+        requests: trio.Nursery,
+        replies: _Replies,
+    ) -> str:
+        """Read frames and start one task per request until the connection should close; returns why.
+
+        Errors of the connection itself end the loop here (a reset by the peer is "connection broken"):
+        raised inside the nursery they would reach the server as an exception group and stop it.
+        """
+        while not self._draining and closing.reason is None:
+            read_scope = trio.CancelScope(deadline=trio.current_time() + self.config.read_timeout_s)
+            self._read_scopes.add(read_scope)
+            closing.read_scope = read_scope
+            data = b""
+            try:
+                with read_scope:
+                    data = await stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return "connection broken"
+            finally:
+                self._read_scopes.discard(read_scope)
+                closing.read_scope = None
+            if (why := closing.why()) is not None:
+                return why
+            if read_scope.cancelled_caught:
+                return "draining" if self._draining else "read timeout"
+            if not data:
+                return "peer closed"
+            try:
+                framer.receive_data(data)
+                frames = []
+                while (frame := framer.next_frame()) is not None:
+                    frames.append(frame)
+            except FramingError as exc:
+                # The error text names only offsets and limits, never content.
+                self.metrics.frame_errors_total.labels(self.name, "framing").inc()
+                return f"framing error: {exc}"
+            for frame in frames:
+                self._frames_in.inc()
+                requests.start_soon(self._answer, replies, frame, closing)
+        return closing.why() or "draining"
 
     def _decode(self, frame: bytes, closing: _Closing) -> tuple[Packet | None, bytes | None]:
         """(packet, None) for a good frame; (None, reply payload or None) for one that cannot be served."""
@@ -284,19 +343,15 @@ class TerminalServer:
             return None
         return header.reply() if header is not None else None
 
-    async def _answer(
-        self, stream: trio.SocketStream, send_lock: trio.Lock, frame: bytes, closing: _Closing
-    ) -> None:
+    async def _answer(self, replies: _Replies, frame: bytes, closing: _Closing) -> None:
         try:
-            await self._answer_one(stream, send_lock, frame, closing)
+            await self._answer_one(replies, frame, closing)
         except Exception as exc:
             # A bug answering one request must not take the connection (and its other requests) down.
             self.metrics.frame_errors_total.labels(self.name, "internal").inc()
             log.error("request not answered", error=type(exc).__name__)
 
-    async def _answer_one(
-        self, stream: trio.SocketStream, send_lock: trio.Lock, frame: bytes, closing: _Closing
-    ) -> None:
+    async def _answer_one(self, replies: _Replies, frame: bytes, closing: _Closing) -> None:
         packet, payload = self._decode(frame, closing)
         if packet is not None:
             self._inflight.inc()
@@ -309,11 +364,4 @@ class TerminalServer:
                 payload = self.codec.encode_payload(response, header)
         if payload is None:
             return
-        framed = prefix_frame(self.codec.dialect.framing, payload, dialect=self.codec.name)
-        async with send_lock:
-            try:
-                await stream.send_all(framed)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                log.info("reply not sent: connection gone")
-                return
-        self._frames_out.inc()
+        replies.put(prefix_frame(self.codec.dialect.framing, payload, dialect=self.codec.name))

@@ -11,6 +11,8 @@ import os
 import queue
 import resource
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -23,6 +25,7 @@ import pytest
 import trio
 import trio.testing
 
+from specs.demo_networks import NETWORKS
 from switch.adapters.terminal_server import TerminalServer, open_listeners
 from switch.app import ReadyInfo, run_switch
 from switch.config import TerminalListenerConfig, load_config
@@ -56,9 +59,17 @@ async def exchange(stream: trio.SocketStream, frame: bytes) -> Packet:
         framer.receive_data(data)
 
 
+# `switchd run --demo` links to the demo networks on 127.0.0.1:9583-9585, where a developer's `make run`
+# may be listening: a test's switchd would sign on there (and send it traffic). So they are off in every
+# process a test starts (`make run` included), unless the test turns them on with endpoints of its own
+# netsims on free ports (tests/e2e/interbank.py).
+NETWORKS_OFF = {f"SWITCH_NETWORKS_{n.name.upper()}_ENABLED": "false" for n in NETWORKS}
+
+
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")}
     env.update({"SWITCH_TERMINAL_PORT": "0", "SWITCH_METRICS_PORT": "0", "SWITCH_LOG_FORMAT": "json"})
+    env.update(NETWORKS_OFF)
     env.update(extra)
     return env
 
@@ -569,3 +580,25 @@ async def test_reuse_port_lets_two_listeners_share_one_port():
     finally:
         for listener in first + second:
             await listener.aclose()
+
+
+async def test_connection_reset_by_the_terminal_closes_only_that_connection():
+    """If a terminal resets its connection while the switch reads from it, then the listener serves the others."""
+    handler = GatedHandler()
+    handler.release.set()
+    async with trio.open_nursery() as nursery:
+        _server, metrics, port = await start_listener(nursery, handler)
+        rude = socket.socket()
+        rude.connect(("127.0.0.1", port))
+        rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        rude.send(b"\x00")  # half a length prefix: the switch is waiting for the rest
+        await trio.sleep(0.1)
+        rude.close()
+        await trio.testing.wait_all_tasks_blocked(0.05)
+        assert metrics.registry.get_sample_value("switch_connections_open", {"listener": "terminal"}) == 0
+        with trio.fail_after(5):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                reply = await exchange(stream, CODEC.encode_frame(echo_request("000007"), TPDU))
+        assert reply.message.get(11) == "000007"
+        nursery.cancel_scope.cancel()
