@@ -97,7 +97,7 @@ class Message:
     @property
     def numbers(self) -> tuple[int, ...]:
         """Present field numbers, ascending."""
-        return tuple(sorted(int(k) for k in self._fields))
+        return tuple(sorted(map(int, self._fields)))
 
     def items(self) -> Iterator[tuple[int, str]]:
         """(field number, value) pairs, ascending by field number."""
@@ -119,13 +119,24 @@ class Message:
         self, updates: Mapping[int, str | None] | None = None, *, mti: str | None = None
     ) -> Message:
         """A copy with fields set (a None value removes the field) and optionally another MTI."""
-        fields = self.fields
+        new_mti = self.mti
+        if mti is not None:
+            if not isinstance(mti, str) or len(mti) != 4 or not (mti.isascii() and mti.isdigit()):
+                raise MessageError("MTI must be 4 digits")
+            new_mti = mti
+        # This message's fields are valid already: copy them as they are and check only the updates
+        # (every response is built this way, so re-validating the whole message showed in profiles).
+        fields = self._fields.copy()
         for number, value in (updates or {}).items():
+            if not isinstance(number, int) or number not in _VALID_NUMBERS:
+                raise MessageError("field number must be 2..128 and not 65", field=str(number), mti=new_mti)
             if value is None:
-                fields.pop(number, None)
+                fields.pop(_KEY[number], None)
+            elif not isinstance(value, str):
+                raise MessageError("field value must be text", field=number, mti=new_mti)
             else:
-                fields[number] = value
-        return Message(mti if mti is not None else self.mti, fields)
+                fields[_KEY[number]] = value
+        return Message._from_decoded(new_mti, fields)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):
