@@ -245,11 +245,26 @@ class HsmClient:
 
     # --- PINs ---
 
+    @staticmethod
+    def _pin_translation(data: str) -> PinTranslation:
+        """The answer to CA, CC and CI: PIN length, the PIN block under the destination key, its format."""
+        return PinTranslation(pin_length=int(data[:2]), pin_block=data[2:18], format_code=data[18:20])
+
+    @staticmethod
+    def _dukpt_key_fields(bdk: str, pvk: str, ksn_descriptor: str, ksn: str) -> str:
+        """The keys of GQ and GO: mode 0 (verify), the BDK, the PVK, and the KSN that derives the PIN key."""
+        return f"0{bdk}{pvk}{ksn_descriptor}{ksn}"
+
+    @staticmethod
+    def _ibm_fields(check_length: int, account: str, decimalization_table: str, validation_data: str) -> str:
+        """The IBM 3624 data of DA, EA, GO and DE: check length, account, decimalization table, validation data."""
+        return f"{check_length:02d}{account}{decimalization_table}{validation_data}"
+
     async def _translate(
         self, command: str, src: str, zpk: str, pin_block: str, account: str, fmts: str, pin_length_max: int
     ) -> PinTranslation:
         data = await self._ok(command, f"{src}{zpk}{pin_length_max:02d}{pin_block}{fmts}{account}")
-        return PinTranslation(pin_length=int(data[:2]), pin_block=data[2:18], format_code=data[18:20])
+        return self._pin_translation(data)
 
     async def translate_pin_tpk_to_zpk(
         self,
@@ -298,7 +313,7 @@ class HsmClient:
         data = await self._ok(
             "CI", f"{bdk}{zpk}{ksn_descriptor}{ksn}{pin_block}{destination_format}{account}"
         )
-        return PinTranslation(pin_length=int(data[:2]), pin_block=data[2:18], format_code=data[18:20])
+        return self._pin_translation(data)
 
     async def translate_pin_tpk_to_lmk(
         self, *, tpk: str, pin_block: str, account: str, pin_block_format: str = "01"
@@ -327,9 +342,8 @@ class HsmClient:
         check_length: int,
     ) -> str:
         """DE: the IBM 3624 offset of a PIN under the LMK, without the F padding."""
-        data = await self._ok(
-            "DE", f"{pvk}{pin_under_lmk}{check_length:02d}{account}{decimalization_table}{validation_data}"
-        )
+        ibm = self._ibm_fields(check_length, account, decimalization_table, validation_data)
+        data = await self._ok("DE", f"{pvk}{pin_under_lmk}{ibm}")
         return data.rstrip("F")
 
     async def verify_pin_pvv_dukpt(
@@ -346,10 +360,8 @@ class HsmClient:
         ksn_descriptor: str = "A05",
     ) -> bool:
         """GQ: Visa PVV verification of a PIN block under the DUKPT PIN key of `ksn` (mode 0)."""
-        return await self._verified(
-            "GQ",
-            f"0{bdk}{pvk}{ksn_descriptor}{ksn}{pin_block}{pin_block_format}{account}{pvki}{pvv}",
-        )
+        keys = self._dukpt_key_fields(bdk, pvk, ksn_descriptor, ksn)
+        return await self._verified("GQ", f"{keys}{pin_block}{pin_block_format}{account}{pvki}{pvv}")
 
     async def verify_pin_ibm_dukpt(
         self,
@@ -367,11 +379,9 @@ class HsmClient:
         ksn_descriptor: str = "A05",
     ) -> bool:
         """GO: IBM 3624 offset verification of a PIN block under the DUKPT PIN key of `ksn` (mode 0)."""
-        fields = (
-            f"0{bdk}{pvk}{ksn_descriptor}{ksn}{pin_block}{pin_block_format}{check_length:02d}{account}"
-            f"{decimalization_table}{validation_data}{offset.ljust(12, 'F')}"
-        )
-        return await self._verified("GO", fields)
+        keys = self._dukpt_key_fields(bdk, pvk, ksn_descriptor, ksn)
+        ibm = self._ibm_fields(check_length, account, decimalization_table, validation_data)
+        return await self._verified("GO", f"{keys}{pin_block}{pin_block_format}{ibm}{offset.ljust(12, 'F')}")
 
     async def verify_pin_pvv(
         self,
@@ -408,11 +418,11 @@ class HsmClient:
     ) -> bool:
         """DA (terminal) or EA (interchange): IBM 3624 offset verification."""
         command = "EA" if interchange else "DA"
-        fields = (
-            f"{pin_key}{pvk}{pin_length_max:02d}{pin_block}{pin_block_format}{check_length:02d}{account}"
-            f"{decimalization_table}{validation_data}{offset.ljust(12, 'F')}"
+        ibm = self._ibm_fields(check_length, account, decimalization_table, validation_data)
+        return await self._verified(
+            command,
+            f"{pin_key}{pvk}{pin_length_max:02d}{pin_block}{pin_block_format}{ibm}{offset.ljust(12, 'F')}",
         )
-        return await self._verified(command, fields)
 
     # --- card verification values and MACs ---
 

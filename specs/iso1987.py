@@ -9,6 +9,8 @@ the loader in `switch.iso.dialect` turns the pair into a pyiso8583 spec dict and
 The lengths follow the layout pyiso8583 ships as `iso8583.specs.default`, which is also what most
 third-party ISO 8583 libraries use, so the `terminal` dialect stays compatible with them.
 Fields 28-31 and 97 are "x+n" in the standard (a C/D sign then digits); they are carried as "an".
+The standard's response codes and network management codes are here too, for the network dialects to
+build their link tables from.
 """
 
 from __future__ import annotations
@@ -142,3 +144,47 @@ ORIGINAL_DATA_ELEMENTS: list[tuple[str, int]] = [
     ("original_acquirer_id", 11),
     ("original_forwarder_id", 11),
 ]
+
+# Field 39 as ISO 8583:1987 defines it -> the switch's result name (switch.domain.results.Result values).
+# Each network's spec module builds its RESPONSE_CODES from this table, with its own additions after
+# it: order matters, since the simulator (netsim) and the issuer side answer a result with the first
+# code listed for it.
+ISO_RESPONSE_CODES: dict[str, str] = {
+    "00": "approved",
+    "01": "do_not_honor",  # refer to card issuer: a terminal cannot call, so a decline
+    "03": "invalid_merchant",
+    "04": "pick_up",
+    "05": "do_not_honor",
+    "12": "invalid_transaction",
+    "13": "invalid_amount",
+    "14": "invalid_card",
+    "15": "no_such_issuer",
+    "25": "record_not_found",
+    "30": "format_error",
+    "41": "lost_card",
+    "43": "stolen_card",
+    "51": "insufficient_funds",
+    "54": "expired_card",
+    "55": "incorrect_pin",
+    "57": "not_permitted_to_cardholder",
+    "58": "not_permitted_to_terminal",
+    "59": "suspected_fraud",
+    "61": "exceeds_amount_limit",
+    "62": "restricted_card",
+    "63": "security_violation",
+    "65": "exceeds_frequency_limit",
+    "75": "pin_tries_exceeded",
+    "91": "issuer_inoperative",
+    "94": "duplicate",
+    "96": "system_malfunction",
+}
+
+# Network management on a link (field 70 codes and the MTI that carries them), as most networks use it;
+# each network's NETWORK_MANAGEMENT starts from this.
+ISO_NETWORK_MANAGEMENT: dict[str, str] = {
+    "mti": "0800",
+    "sign_on": "001",
+    "sign_off": "002",
+    "echo": "301",
+    "key_exchange": "101",
+}

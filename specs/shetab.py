@@ -13,6 +13,8 @@ value it explains, and can be corrected here without touching code:
 
 from __future__ import annotations
 
+from specs.iso1987 import ISO_NETWORK_MANAGEMENT, ISO_RESPONSE_CODES
+
 DEFINITION: dict[str, object] = {
     "name": "shetab",
     "title": "Shetab, Iran (ISO 8583:1987 ASCII, assumptions documented)",
@@ -48,41 +50,7 @@ DEFINITION: dict[str, object] = {
 # Field 39 as this network uses it -> the switch's result name (switch.domain.results.Result values).
 # Codes not listed are treated as "issuer_inoperative" (the terminal gets 91). The simulator (netsim)
 # answers its own declines with the first code listed for a result.
-RESPONSE_CODES: dict[str, str] = {
-    "00": "approved",
-    "01": "do_not_honor",  # refer to card issuer: a terminal cannot call, so a decline
-    "03": "invalid_merchant",
-    "04": "pick_up",
-    "05": "do_not_honor",
-    "12": "invalid_transaction",
-    "13": "invalid_amount",
-    "14": "invalid_card",
-    "15": "no_such_issuer",
-    "25": "record_not_found",
-    "30": "format_error",
-    "41": "lost_card",
-    "43": "stolen_card",
-    "51": "insufficient_funds",
-    "54": "expired_card",
-    "55": "incorrect_pin",
-    "57": "not_permitted_to_cardholder",
-    "58": "not_permitted_to_terminal",
-    "59": "suspected_fraud",
-    "61": "exceeds_amount_limit",
-    "62": "restricted_card",
-    "63": "security_violation",
-    "65": "exceeds_frequency_limit",
-    "75": "pin_tries_exceeded",
-    "91": "issuer_inoperative",
-    "94": "duplicate",
-    "96": "system_malfunction",
-}
+RESPONSE_CODES: dict[str, str] = dict(ISO_RESPONSE_CODES)
 
 # Network management (field 70 codes and the MTI that carries them) on this network's link.
-NETWORK_MANAGEMENT: dict[str, str] = {
-    "mti": "0800",
-    "sign_on": "001",
-    "sign_off": "002",
-    "echo": "301",
-    "key_exchange": "101",
-}
+NETWORK_MANAGEMENT: dict[str, str] = dict(ISO_NETWORK_MANAGEMENT)

@@ -22,6 +22,8 @@ EBCDIC for 37-43, binary 52/64/128, field 90 as 21 bytes of BCD, field 22 as n4.
 
 from __future__ import annotations
 
+from specs.iso1987 import ISO_NETWORK_MANAGEMENT, ISO_RESPONSE_CODES
+
 DEFINITION: dict[str, object] = {
     "name": "visa",
     "title": "Visa BASE I style (BCD/EBCDIC, 22-byte header)",
@@ -57,43 +59,12 @@ DEFINITION: dict[str, object] = {
 
 # Field 39 as this network uses it -> the switch's result name (switch.domain.results.Result values).
 # Codes not listed are treated as "issuer_inoperative" (the terminal gets 91). The simulator (netsim)
-# answers its own declines with the first code listed for a result.
+# answers its own declines with the first code listed for a result: the ISO 8583:1987 codes
+# (specs.iso1987), then this network's own.
 RESPONSE_CODES: dict[str, str] = {
-    "00": "approved",
-    "01": "do_not_honor",  # refer to card issuer: a terminal cannot call, so a decline
-    "03": "invalid_merchant",
-    "04": "pick_up",
-    "05": "do_not_honor",
-    "12": "invalid_transaction",
-    "13": "invalid_amount",
-    "14": "invalid_card",
-    "15": "no_such_issuer",
-    "25": "record_not_found",
-    "30": "format_error",
-    "41": "lost_card",
-    "43": "stolen_card",
-    "51": "insufficient_funds",
-    "54": "expired_card",
-    "55": "incorrect_pin",
-    "57": "not_permitted_to_cardholder",
-    "58": "not_permitted_to_terminal",
-    "59": "suspected_fraud",
-    "61": "exceeds_amount_limit",
-    "62": "restricted_card",
-    "63": "security_violation",
-    "65": "exceeds_frequency_limit",
-    "75": "pin_tries_exceeded",
-    "91": "issuer_inoperative",
-    "94": "duplicate",
-    "96": "system_malfunction",
+    **ISO_RESPONSE_CODES,
     "N7": "suspected_fraud",  # CVV2 mismatch
 }
 
 # Network management (field 70 codes and the MTI that carries them) on this network's link.
-NETWORK_MANAGEMENT: dict[str, str] = {
-    "mti": "0800",
-    "sign_on": "001",
-    "sign_off": "002",
-    "echo": "301",
-    "key_exchange": "101",
-}
+NETWORK_MANAGEMENT: dict[str, str] = dict(ISO_NETWORK_MANAGEMENT)

@@ -9,8 +9,9 @@ codes into HsmFailure. A verification that fails is False, never an exception.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from hsm.client import (
     HsmClient,
@@ -70,6 +71,29 @@ def open_hsm(config: HsmConfig, *, allow_test_lmk: bool) -> tuple[ClientHsm, str
 
 _KEY_TYPES = {"tpk": "002", "tak": "003"}
 _UNDER_LMK_LENGTH = 33  # 'U' + 32 hex digits
+_NO_VALID_PIN = ("20", "24")  # the PIN block does not decrypt to a valid PIN under the key given
+
+R = TypeVar("R")
+
+
+async def _pin_work(what: str, work: Awaitable[R], *, no_valid_pin: R) -> R:
+    """`work`'s result; `no_valid_pin` if the PIN block holds no valid PIN; other errors as HsmFailure."""
+    try:
+        return await work
+    except HsmError as exc:
+        if exc.code in _NO_VALID_PIN:
+            return no_valid_pin
+        raise HsmFailure(f"{what} failed with HSM error {exc.code}") from None
+    except HsmTransportError as exc:
+        raise HsmFailure(str(exc)) from None
+
+
+async def _hsm_work(what: str, work: Awaitable[R]) -> R:
+    """`work`'s result; any HSM error as HsmFailure naming `what` and the kind of error."""
+    try:
+        return await work
+    except (HsmError, HsmTransportError) as exc:
+        raise HsmFailure(f"{what} failed: {type(exc).__name__}") from None
 
 
 class ClientHsm:
@@ -82,38 +106,20 @@ class ClientHsm:
         self, *, key: PinKey, pin_block: bytes, pan: str, method: PinVerification, value: str
     ) -> bool:
         block, account = pin_block.hex().upper(), account_number(pan)
-        try:
-            if isinstance(key, TpkPinKey):
-                if isinstance(method, VisaPvv):
-                    return await self.client.verify_pin_pvv(
-                        pin_key=key.tpk,
-                        pvk=method.pvk,
-                        pin_block=block,
-                        account=account,
-                        pvki=method.pvki,
-                        pvv=value,
-                    )
-                return await self.client.verify_pin_ibm(
-                    pin_key=key.tpk,
-                    pvk=method.pvk,
-                    pin_block=block,
-                    account=account,
-                    offset=value,
-                    decimalization_table=method.decimalization_table,
-                    validation_data=method.validation_data,
-                    check_length=method.check_length,
-                )
-            if isinstance(method, VisaPvv):
-                return await self.client.verify_pin_pvv_dukpt(
-                    bdk=key.bdk,
-                    pvk=method.pvk,
-                    ksn=key.ksn,
-                    pin_block=block,
-                    account=account,
-                    pvki=method.pvki,
-                    pvv=value,
-                )
-            return await self.client.verify_pin_ibm_dukpt(
+        if isinstance(key, TpkPinKey):
+            check = self._verify_under_pin_key(key.tpk, block, account, method, value, interchange=False)
+        elif isinstance(method, VisaPvv):
+            check = self.client.verify_pin_pvv_dukpt(
+                bdk=key.bdk,
+                pvk=method.pvk,
+                ksn=key.ksn,
+                pin_block=block,
+                account=account,
+                pvki=method.pvki,
+                pvv=value,
+            )
+        else:
+            check = self.client.verify_pin_ibm_dukpt(
                 bdk=key.bdk,
                 pvk=method.pvk,
                 ksn=key.ksn,
@@ -124,52 +130,57 @@ class ClientHsm:
                 validation_data=method.validation_data,
                 check_length=method.check_length,
             )
-        except HsmError as exc:
-            if exc.code in ("20", "24"):  # PIN block does not decrypt to a valid PIN: a wrong PIN key or PIN
-                return False
-            raise HsmFailure(f"PIN verification failed with HSM error {exc.code}") from None
-        except HsmTransportError as exc:
-            raise HsmFailure(str(exc)) from None
+        # No valid PIN in the block: a wrong PIN key or PIN.
+        return await _pin_work("PIN verification", check, no_valid_pin=False)
 
     async def verification_value_for_new_pin(
         self, *, key: PinKey, pin_block: bytes, pan: str, method: PinVerification
     ) -> str | None:
-        block, account = pin_block.hex().upper(), account_number(pan)
-        try:
-            if isinstance(key, TpkPinKey):
-                pin_under_lmk = await self.client.translate_pin_tpk_to_lmk(
-                    tpk=key.tpk, pin_block=block, account=account
-                )
-            else:
-                # No host command takes a DUKPT PIN block to the LMK: it goes there through a ZPK of our
-                # own (CI, then JE), both steps inside the HSM.
-                zpk = self._transit_zpk or await self._new_transit_zpk()
-                moved = await self.client.translate_pin_dukpt_to_zpk(
-                    bdk=key.bdk, zpk=zpk, ksn=key.ksn, pin_block=block, account=account
-                )
-                pin_under_lmk = await self.client.translate_pin_zpk_to_lmk(
-                    zpk=zpk, pin_block=moved.pin_block, account=account
-                )
-            if isinstance(method, VisaPvv):
-                return await self.client.generate_pvv(
-                    pvk=method.pvk, pin_under_lmk=pin_under_lmk, account=account, pvki=method.pvki
-                )
-            # A PIN under the LMK has one digit more than the PIN; an offset needs a PIN at least as long as
-            # the digits it checks.
-            if len(pin_under_lmk) - 1 < method.check_length:
-                return None
-            return await self.client.generate_ibm_offset(
-                pvk=method.pvk,
-                pin_under_lmk=pin_under_lmk,
-                account=account,
-                decimalization_table=method.decimalization_table,
-                validation_data=method.validation_data,
-                check_length=method.check_length,
+        # No valid PIN in the block: the terminal's problem, not the HSM's.
+        return await _pin_work(
+            "PIN verification value generation",
+            self._verification_value_for_new_pin(key, pin_block.hex().upper(), account_number(pan), method),
+            no_valid_pin=None,
+        )
+
+    async def _verification_value_for_new_pin(
+        self, key: PinKey, block: str, account: str, method: PinVerification
+    ) -> str | None:
+        if isinstance(key, TpkPinKey):
+            pin_under_lmk = await self.client.translate_pin_tpk_to_lmk(
+                tpk=key.tpk, pin_block=block, account=account
             )
-        except HsmError as exc:
-            if exc.code in ("20", "24"):  # not a valid PIN block: the terminal's problem, not the HSM's
-                return None
-            raise HsmFailure(f"PIN verification value generation failed with HSM error {exc.code}") from None
+        else:
+            # No host command takes a DUKPT PIN block to the LMK: it goes there through a ZPK of our
+            # own (CI, then JE), both steps inside the HSM.
+            zpk = self._transit_zpk or await self._new_transit_zpk()
+            moved = await self.client.translate_pin_dukpt_to_zpk(
+                bdk=key.bdk, zpk=zpk, ksn=key.ksn, pin_block=block, account=account
+            )
+            pin_under_lmk = await self.client.translate_pin_zpk_to_lmk(
+                zpk=zpk, pin_block=moved.pin_block, account=account
+            )
+        if isinstance(method, VisaPvv):
+            return await self.client.generate_pvv(
+                pvk=method.pvk, pin_under_lmk=pin_under_lmk, account=account, pvki=method.pvki
+            )
+        # A PIN under the LMK has one digit more than the PIN; an offset needs a PIN at least as long as
+        # the digits it checks.
+        if len(pin_under_lmk) - 1 < method.check_length:
+            return None
+        return await self.client.generate_ibm_offset(
+            pvk=method.pvk,
+            pin_under_lmk=pin_under_lmk,
+            account=account,
+            decimalization_table=method.decimalization_table,
+            validation_data=method.validation_data,
+            check_length=method.check_length,
+        )
+
+    async def _call(self, command: str, fields: str) -> tuple[str, str]:
+        """A host command's (error code, data); the caller judges the code. An unreachable HSM is HsmFailure."""
+        try:
+            return await self.client.call(command, fields)
         except HsmTransportError as exc:
             raise HsmFailure(str(exc)) from None
 
@@ -179,24 +190,23 @@ class ClientHsm:
         return zpk
 
     async def verify_cvv(self, *, cvk: str, pan: str, expiry_yymm: str, service_code: str, cvv: str) -> bool:
-        try:
-            return await self.client.verify_cvv(
+        return await _hsm_work(
+            "CVV verification",
+            self.client.verify_cvv(
                 cvk=cvk, pan=pan, expiry_yymm=expiry_yymm, service_code=service_code, cvv=cvv
-            )
-        except (HsmError, HsmTransportError) as exc:
-            raise HsmFailure(f"CVV verification failed: {type(exc).__name__}") from None
+            ),
+        )
 
     async def verify_mac(self, *, tak: str, data: bytes, mac: bytes) -> bool:
-        try:
-            return await self.client.verify_mac(key=tak, data=data, mac=mac.hex().upper(), key_type="003")
-        except (HsmError, HsmTransportError) as exc:
-            raise HsmFailure(f"MAC verification failed: {type(exc).__name__}") from None
+        return await _hsm_work(
+            "MAC verification",
+            self.client.verify_mac(key=tak, data=data, mac=mac.hex().upper(), key_type="003"),
+        )
 
     async def generate_mac(self, *, tak: str, data: bytes) -> bytes:
-        try:
-            mac = await self.client.generate_mac(key=tak, data=data, key_type="003", mac_hex=16)
-        except (HsmError, HsmTransportError) as exc:
-            raise HsmFailure(f"MAC generation failed: {type(exc).__name__}") from None
+        mac = await _hsm_work(
+            "MAC generation", self.client.generate_mac(key=tak, data=data, key_type="003", mac_hex=16)
+        )
         return bytes.fromhex(mac)
 
     # -- interbank ----------------------------------------------------------------------------------
@@ -205,30 +215,22 @@ class ClientHsm:
         self, *, key: PinKey, zpk: str, pin_block: bytes, pan: str
     ) -> bytes | None:
         block, account = pin_block.hex().upper(), account_number(pan)
-        try:
-            if isinstance(key, TpkPinKey):
-                moved = await self.client.translate_pin_tpk_to_zpk(
-                    tpk=key.tpk, zpk=zpk, pin_block=block, account=account
-                )
-            else:
-                moved = await self.client.translate_pin_dukpt_to_zpk(
-                    bdk=key.bdk, zpk=zpk, ksn=key.ksn, pin_block=block, account=account
-                )
-        except HsmError as exc:
-            if exc.code in ("20", "24"):  # not a valid PIN block: the terminal's problem, not the HSM's
-                return None
-            raise HsmFailure(f"PIN translation failed with HSM error {exc.code}") from None
-        except HsmTransportError as exc:
-            raise HsmFailure(str(exc)) from None
-        return bytes.fromhex(moved.pin_block)
+        if isinstance(key, TpkPinKey):
+            translation = self.client.translate_pin_tpk_to_zpk(
+                tpk=key.tpk, zpk=zpk, pin_block=block, account=account
+            )
+        else:
+            translation = self.client.translate_pin_dukpt_to_zpk(
+                bdk=key.bdk, zpk=zpk, ksn=key.ksn, pin_block=block, account=account
+            )
+        # No valid PIN in the block: the terminal's problem, not the HSM's.
+        moved = await _pin_work("PIN translation", translation, no_valid_pin=None)
+        return None if moved is None else bytes.fromhex(moved.pin_block)
 
     async def import_zone_pin_key(self, *, zmk: str, zpk_under_zmk: str) -> ImportedKey:
         # Networks send each half TDES-ECB under the ZMK: key scheme X (X9.17) on the ZMK side.
         under_zmk = zpk_under_zmk if zpk_under_zmk[:1] in ("X", "U") else "X" + zpk_under_zmk
-        try:
-            code, data = await self.client.call("A6", f"001{zmk}{under_zmk}U")
-        except HsmTransportError as exc:
-            raise HsmFailure(str(exc)) from None
+        code, data = await self._call("A6", f"001{zmk}{under_zmk}U")
         # 01 is advice only: the key's parity was wrong and has been forced odd; the data is returned. A
         # key damaged on the way is caught by the check value comparison, not here.
         if code not in ("00", "01"):
@@ -239,42 +241,47 @@ class ClientHsm:
         self, *, zpk: str, pin_block: bytes, pan: str, method: PinVerification, value: str
     ) -> bool:
         block, account = pin_block.hex().upper(), account_number(pan)
-        try:
-            if isinstance(method, VisaPvv):
-                return await self.client.verify_pin_pvv(
-                    pin_key=zpk,
-                    pvk=method.pvk,
-                    pin_block=block,
-                    account=account,
-                    pvki=method.pvki,
-                    pvv=value,
-                    interchange=True,
-                )
-            return await self.client.verify_pin_ibm(
-                pin_key=zpk,
+        check = self._verify_under_pin_key(zpk, block, account, method, value, interchange=True)
+        # The block holds no valid PIN under this ZPK: not this PIN.
+        return await _pin_work("PIN verification", check, no_valid_pin=False)
+
+    async def _verify_under_pin_key(
+        self,
+        pin_key: str,
+        block: str,
+        account: str,
+        method: PinVerification,
+        value: str,
+        *,
+        interchange: bool,
+    ) -> bool:
+        """DC/DA: a terminal's PIN block under its TPK; EC/EA (`interchange`): a PIN block under a ZPK."""
+        if isinstance(method, VisaPvv):
+            return await self.client.verify_pin_pvv(
+                pin_key=pin_key,
                 pvk=method.pvk,
                 pin_block=block,
                 account=account,
-                offset=value,
-                decimalization_table=method.decimalization_table,
-                validation_data=method.validation_data,
-                check_length=method.check_length,
-                interchange=True,
+                pvki=method.pvki,
+                pvv=value,
+                interchange=interchange,
             )
-        except HsmError as exc:
-            if exc.code in ("20", "24"):  # the block holds no valid PIN under this ZPK: not this PIN
-                return False
-            raise HsmFailure(f"PIN verification failed with HSM error {exc.code}") from None
-        except HsmTransportError as exc:
-            raise HsmFailure(str(exc)) from None
+        return await self.client.verify_pin_ibm(
+            pin_key=pin_key,
+            pvk=method.pvk,
+            pin_block=block,
+            account=account,
+            offset=value,
+            decimalization_table=method.decimalization_table,
+            validation_data=method.validation_data,
+            check_length=method.check_length,
+            interchange=interchange,
+        )
 
     async def generate_working_key(self, *, kind: Literal["tpk", "tak"], tmk: str) -> WorkingKey:
         # A0 mode 1 with the TMK flag: the new key under the LMK and under the terminal's TMK (scheme X:
         # plain TDES ECB of each half, what a terminal decrypts with its master key).
-        try:
-            code, data = await self.client.call("A0", f"1{_KEY_TYPES[kind]}U;1{tmk}X")
-        except HsmTransportError as exc:
-            raise HsmFailure(str(exc)) from None
+        code, data = await self._call("A0", f"1{_KEY_TYPES[kind]}U;1{tmk}X")
         if code != "00":
             raise HsmFailure(f"key generation failed with HSM error {code}")
         return WorkingKey(

@@ -20,8 +20,9 @@ Writes made through this object (PIN tries, terminal keys, PVV) also drop the lo
 "As soon as its notification arrives" still lets a request that reaches a switchd first see the old value.
 For the operator's changes (card status, hot list, black list, through `switchctl`) that is not good
 enough: they must hold for the very next request. So after such a change commits, the writer notifies a
-sync token and waits until every live listener has acknowledged it (migration 0006). Notifications reach a
-listener in commit order, so an acknowledged token means the change's own notification was applied first.
+sync token and waits until every live listener has acknowledged it (migration 0006; listening.py holds
+the LISTEN session and the tokens for this and the routing table). Notifications reach a listener in
+commit order, so an acknowledged token means the change's own notification was applied first.
 The hot path pays nothing for this; the writer waits a few milliseconds (at most SYNC_TIMEOUT_S, then it
 warns). Changes made with plain SQL get the notification behaviour only.
 
@@ -33,12 +34,11 @@ this adapter does not import another adapter or the `hsm` package.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
@@ -48,6 +48,7 @@ import structlog
 import trio
 
 from switch.adapters.postgres.db import AnyConnection, Database
+from switch.adapters.postgres.listening import ChangeListener, ListenerTables
 from switch.domain.model import (
     Account,
     AccountKind,
@@ -81,15 +82,16 @@ __all__ = [
 ]
 
 CHANNEL = "switch_directory"
-# A silent network drop may leave the LISTEN connection "open" forever: probe it this often.
-LISTEN_PROBE_INTERVAL_S = 10.0
-LISTEN_PROBE_TIMEOUT_S = 5.0
 # An operator's change waits at most this long for every listening directory to confirm it has dropped
 # what the change touched (then it warns and returns); a listener whose heartbeat is older than
-# LISTENER_STALE_S is taken for gone and not waited for (migration 0006).
+# listening.LISTENER_STALE_S is taken for gone and not waited for (migration 0006).
 SYNC_TIMEOUT_S = 5.0
-LISTENER_STALE_S = 3 * LISTEN_PROBE_INTERVAL_S
-SYNC_POLL_S = 0.005
+_TABLES = ListenerTables(
+    name="directory",
+    channel=CHANNEL,
+    listeners="directory_listeners",
+    token_sequence="directory_change_token",
+)
 _log = structlog.get_logger("switch.directory")
 
 
@@ -235,17 +237,15 @@ class PgDirectory:
         self._products: dict[int, Product] = {}
         self._lists: _Lists | None = None
         self._epoch = 0
-        self._listening = False
+        self._listener = ChangeListener(database, _TABLES, _log)
         self.notifications_received = 0
-        self._sync_wanted = 0  # the highest sync token notified: the LISTEN loop acknowledges it
-        self._wake = trio.Event()  # wakes the LISTEN loop: a sync token to acknowledge, or the link lost
 
     # -- cache control --
 
     @property
     def caching(self) -> bool:
         """True while the LISTEN connection is up (caches are used and kept fresh)."""
-        return self._listening
+        return self._listener.listening
 
     def clear_caches(self) -> None:
         self._epoch += 1
@@ -290,134 +290,17 @@ class PgDirectory:
         elif table == "sync":
             # A writer waits until we confirm; notifications come in commit order, so everything its
             # change touched has been dropped above by now.
-            with contextlib.suppress(ValueError):
-                self._sync_wanted = max(self._sync_wanted, int(key))
-            self._wake.set()
+            self._listener.sync_requested(key)
         # bin_ranges and unknown tables: nothing cached here depends on them.
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep a LISTEN connection open (reconnecting after loss); `task_status.started()` once listening."""
-        started = False
-
-        def on_listening() -> None:
-            nonlocal started
-            if not started:
-                started = True
-                task_status.started()
-
-        while True:
-            try:
-                await self._listen(on_listening)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                _log.warning("directory_listen_lost", error=type(exc).__name__)
-            await trio.sleep(self._reconnect_delay_s)
-
-    async def _listen(self, on_listening: Callable[[], None]) -> None:
-        """One LISTEN session: calls `on_listening` once listening, returns when the connection is lost."""
-        token = trio.lowlevel.current_trio_token()
-        lost = trio.Event()
-        bridge = self._db.bridge
-
-        def on_notify(_conn: AnyConnection, _pid: int, _channel: str, payload: object) -> None:
-            # Runs on the asyncio loop thread: hand the payload to the trio thread.
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(self._on_notification, str(payload))
-
-        def lose() -> None:
-            lost.set()
-            self._wake.set()
-
-        def on_terminate(_conn: AnyConnection) -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(lose)
-
-        dsn = self._db.settings.dsn
-        application_name = self._db.settings.application_name
-
-        async def connect() -> asyncpg.Connection:
-            conn = await asyncpg.connect(
-                dsn,
-                timeout=self._db.settings.connect_timeout_s,
-                server_settings={"application_name": f"{application_name}-directory"},
-            )
-            await conn.add_listener(CHANNEL, on_notify)
-            conn.add_termination_listener(on_terminate)
-            return conn
-
-        conn = await bridge.call(connect)
-        listener_id = os.urandom(8).hex()
-        try:
-            # Anything cached before now may have missed notifications.
-            self.clear_caches()
-            acked = await self._register_listener(listener_id)
-            self._listening = True
-            _log.info("directory_listening")
-            on_listening()
-            probe_at = trio.current_time() + LISTEN_PROBE_INTERVAL_S
-            while not lost.is_set():
-                with trio.move_on_at(probe_at):
-                    await self._wake.wait()
-                self._wake = trio.Event()
-                if lost.is_set():
-                    break
-                with trio.fail_after(LISTEN_PROBE_TIMEOUT_S):
-                    if trio.current_time() >= probe_at:
-                        await bridge.call(lambda: conn.fetchval("SELECT 1"))
-                        probe_at = trio.current_time() + LISTEN_PROBE_INTERVAL_S
-                        # Also the heartbeat that keeps writers waiting for this listener.
-                        acked = await self._acknowledge(listener_id, max(acked, self._sync_wanted))
-                    elif self._sync_wanted > acked:
-                        acked = await self._acknowledge(listener_id, self._sync_wanted)
-        except trio.TooSlowError:
-            _log.warning("directory_listen_probe_timeout")
-        finally:
-            self._listening = False
-            self.clear_caches()
-            # Best effort: a row left behind is ignored once its heartbeat is stale.
-            with (
-                trio.CancelScope(shield=True),
-                trio.move_on_after(LISTEN_PROBE_TIMEOUT_S),
-                contextlib.suppress(Exception),
-            ):
-                await self._db.execute("DELETE FROM directory_listeners WHERE listener_id = $1", listener_id)
-            with trio.CancelScope(shield=True):
-                try:
-                    await bridge.call(lambda: conn.close(timeout=2.0))
-                except Exception:  # closing a broken connection may fail any way: cut it instead
-                    bridge.loop.call_soon_threadsafe(conn.terminate)
-
-    async def _register_listener(self, listener_id: str) -> int:
-        """Enter this LISTEN session in directory_listeners; the sync token it starts from.
-
-        It starts at the token sequence's current value: it has just cleared its caches, so every change
-        committed before is already seen, and any later sync notification reaches it.
-        """
-
-        async def work(conn: AnyConnection) -> int:
-            await conn.execute(
-                "DELETE FROM directory_listeners WHERE seen_at < now() - make_interval(secs => $1)",
-                LISTENER_STALE_S,
-            )
-            token: int = await conn.fetchval(
-                "INSERT INTO directory_listeners (listener_id, acked_token) "
-                "SELECT $1, CASE WHEN is_called THEN last_value ELSE 0 END FROM directory_change_token "
-                "RETURNING acked_token",
-                listener_id,
-            )
-            return token
-
-        return await self._db.run(work)
-
-    async def _acknowledge(self, listener_id: str, token: int) -> int:
-        # An upsert: a row removed meanwhile (taken for stale after a long stall) comes back.
-        await self._db.execute(
-            "INSERT INTO directory_listeners (listener_id, acked_token) VALUES ($1, $2) "
-            "ON CONFLICT (listener_id) DO UPDATE "
-            "SET acked_token = greatest(directory_listeners.acked_token, $2), seen_at = now()",
-            listener_id,
-            token,
+        await self._listener.run(
+            self._on_notification,
+            reset=self.clear_caches,
+            reconnect_delay_s=self._reconnect_delay_s,
+            task_status=task_status,
         )
-        return token
 
     async def _sync_listeners(self) -> None:
         """Return once every listening directory (every switchd) has dropped what our committed change
@@ -425,34 +308,17 @@ class PgDirectory:
 
         For operator writes only (rare): the pipeline's own writes are not waited for.
         """
-        token: int = await self._db.fetchval(
-            "WITH s AS (SELECT nextval('directory_change_token') AS t) "
-            "SELECT t, pg_notify($1, 'sync:' || t) FROM s",
-            CHANNEL,
-        )
-        waiting = 0
-        with trio.move_on_after(SYNC_TIMEOUT_S):
-            while True:
-                waiting = await self._db.fetchval(
-                    "SELECT count(*) FROM directory_listeners "
-                    "WHERE acked_token < $1 AND seen_at >= now() - make_interval(secs => $2)",
-                    token,
-                    LISTENER_STALE_S,
-                )
-                if not waiting:
-                    return
-                await trio.sleep(SYNC_POLL_S)
-        _log.warning("directory_change_unconfirmed", listeners=waiting, timeout_s=SYNC_TIMEOUT_S)
+        await self._listener.wait_for_listeners(timeout_s=SYNC_TIMEOUT_S)
 
     def _store(self, epoch: int) -> bool:
         """May a value read since `epoch` be cached?"""
-        return self._listening and epoch == self._epoch
+        return self._listener.listening and epoch == self._epoch
 
     # -- reads --
 
     async def _product(self, product_id: int) -> Product:
         cached = self._products.get(product_id)
-        if cached is not None and self._listening:
+        if cached is not None and self._listener.listening:
             return cached
         epoch = self._epoch
         row = await self._db.fetchrow(_PRODUCT_SQL, product_id)
@@ -497,7 +363,7 @@ class PgDirectory:
 
     async def card_by_pan(self, pan: Pan) -> Card | None:
         pan_hash = self._vault.lookup_hash(pan)
-        if self._listening:
+        if self._listener.listening:
             cached = self._cards.get(pan_hash)
             if cached is not None:
                 return cached
@@ -516,7 +382,7 @@ class PgDirectory:
         return card
 
     async def terminal(self, terminal_id: str) -> Terminal | None:
-        if self._listening and terminal_id in self._terminals:
+        if self._listener.listening and terminal_id in self._terminals:
             return self._terminals[terminal_id]
         epoch = self._epoch
         row = await self._db.fetchrow(_TERMINAL_SQL, terminal_id)
@@ -528,7 +394,7 @@ class PgDirectory:
         return value
 
     async def merchant(self, merchant_id: str) -> Merchant | None:
-        if self._listening and merchant_id in self._merchants:
+        if self._listener.listening and merchant_id in self._merchants:
             return self._merchants[merchant_id]
         epoch = self._epoch
         row = await self._db.fetchrow("SELECT * FROM merchants WHERE merchant_id = $1", merchant_id)
@@ -568,7 +434,7 @@ class PgDirectory:
         return lists
 
     async def list_entry(self, pan: Pan, terminal_id: str, merchant_id: str) -> ListEntry | None:
-        lists = self._lists if self._listening else None
+        lists = self._lists if self._listener.listening else None
         if lists is None:
             epoch = self._epoch
             lists = await self._load_lists()
@@ -595,7 +461,7 @@ class PgDirectory:
 
     def _cached_card(self, card_id: int) -> Card | None:
         pan_hash = self._card_hash_by_id.get(card_id)
-        return self._cards.get(pan_hash) if pan_hash is not None and self._listening else None
+        return self._cards.get(pan_hash) if pan_hash is not None and self._listener.listening else None
 
     async def record_pin_result(self, card_id: int, *, ok: bool) -> int:
         if ok:

@@ -14,13 +14,11 @@ Freshness, as for the card directory (switch/adapters/postgres/directory.py has 
 - an operator's change through this class waits, after it committed, until every live listener has
   acknowledged a sync token notified after it (route_listeners, route_change_token), so it holds for the
   very next request on every switchd. Plain SQL changes get the notification behaviour only.
+The LISTEN session and the sync tokens are shared with the directory: switch/adapters/postgres/listening.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Callable
 from dataclasses import replace
 
 import asyncpg
@@ -28,6 +26,7 @@ import structlog
 import trio
 
 from switch.adapters.postgres.db import AnyConnection, Database
+from switch.adapters.postgres.listening import ChangeListener, ListenerTables
 from switch.domain.routing import (
     ON_US,
     BinRange,
@@ -42,11 +41,10 @@ from switch.domain.routing import (
 __all__ = ["CHANNEL", "PgRoutes", "RoutesError", "load_routing_table"]
 
 CHANNEL = "switch_routes"
-LISTEN_PROBE_INTERVAL_S = 10.0  # a silent network drop may leave the LISTEN connection "open" forever
-LISTEN_PROBE_TIMEOUT_S = 5.0
 SYNC_TIMEOUT_S = 5.0  # an operator's change waits at most this long for every listener, then warns
-LISTENER_STALE_S = 3 * LISTEN_PROBE_INTERVAL_S
-SYNC_POLL_S = 0.005
+_TABLES = ListenerTables(
+    name="routes", channel=CHANNEL, listeners="route_listeners", token_sequence="route_change_token"
+)
 _log = structlog.get_logger("switch.routes")
 
 
@@ -127,31 +125,29 @@ class PgRoutes:
         self._reconnect_delay_s = reconnect_delay_s
         self._table: RoutingTable | None = None
         self._epoch = 0
-        self._listening = False
+        self._listener = ChangeListener(database, _TABLES, _log)
         self._loading = trio.Lock()  # one load at a time: a burst of requests after a change shares it
         self.notifications_received = 0
         self.loads = 0
-        self._sync_wanted = 0
-        self._wake = trio.Event()
 
     @property
     def caching(self) -> bool:
         """True while the LISTEN connection is up (the table is kept in memory and fresh)."""
-        return self._listening
+        return self._listener.listening
 
     async def table(self) -> RoutingTable:
         """The routing table as of now: from memory while listening, else from the database."""
         cached = self._table
-        if cached is not None and self._listening:
+        if cached is not None and self._listener.listening:
             return cached
         async with self._loading:
             cached = self._table
-            if cached is not None and self._listening:
+            if cached is not None and self._listener.listening:
                 return cached
             epoch = self._epoch
             table = await self._db.run(load_routing_table)
             self.loads += 1
-            if self._listening and epoch == self._epoch:
+            if self._listener.listening and epoch == self._epoch:
                 self._table = table
             return table
 
@@ -165,151 +161,31 @@ class PgRoutes:
         kind, _, token = payload.partition(":")
         if kind == "sync":
             # A writer waits for us; every notification committed before its token was applied above.
-            with contextlib.suppress(ValueError):
-                self._sync_wanted = max(self._sync_wanted, int(token))
+            self._listener.sync_requested(token)
         else:
             self._drop()
-        self._wake.set()
+            self._listener.wake()  # the LISTEN loop reloads the table
+
+    async def _load_if_dropped(self) -> None:
+        if self._table is None:
+            await self.table()  # load now, so the next request does not wait for it
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep a LISTEN connection open (reconnecting after loss); `task_status.started()` once listening
         with the table loaded."""
-        started = False
-
-        def on_listening() -> None:
-            nonlocal started
-            if not started:
-                started = True
-                task_status.started()
-
-        while True:
-            try:
-                await self._listen(on_listening)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                _log.warning("routes_listen_lost", error=type(exc).__name__)
-            await trio.sleep(self._reconnect_delay_s)
-
-    async def _listen(self, on_listening: Callable[[], None]) -> None:
-        token = trio.lowlevel.current_trio_token()
-        lost = trio.Event()
-        bridge = self._db.bridge
-
-        def on_notify(_conn: AnyConnection, _pid: int, _channel: str, payload: object) -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(self._on_notification, str(payload))
-
-        def lose() -> None:
-            lost.set()
-            self._wake.set()
-
-        def on_terminate(_conn: AnyConnection) -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(lose)
-
-        settings = self._db.settings
-
-        async def connect() -> asyncpg.Connection:
-            conn = await asyncpg.connect(
-                settings.dsn,
-                timeout=settings.connect_timeout_s,
-                server_settings={"application_name": f"{settings.application_name}-routes"},
-            )
-            await conn.add_listener(CHANNEL, on_notify)
-            conn.add_termination_listener(on_terminate)
-            return conn
-
-        conn = await bridge.call(connect)
-        listener_id = os.urandom(8).hex()
-        try:
-            self._drop()  # whatever was loaded before may have missed notifications
-            acked = await self._register_listener(listener_id)
-            self._listening = True
-            await self.table()
-            _log.info("routes_listening")
-            on_listening()
-            probe_at = trio.current_time() + LISTEN_PROBE_INTERVAL_S
-            while not lost.is_set():
-                with trio.move_on_at(probe_at):
-                    await self._wake.wait()
-                self._wake = trio.Event()
-                if lost.is_set():
-                    break
-                with trio.fail_after(LISTEN_PROBE_TIMEOUT_S):
-                    if trio.current_time() >= probe_at:
-                        await bridge.call(lambda: conn.fetchval("SELECT 1"))
-                        probe_at = trio.current_time() + LISTEN_PROBE_INTERVAL_S
-                        acked = await self._acknowledge(listener_id, max(acked, self._sync_wanted))
-                    elif self._sync_wanted > acked:
-                        acked = await self._acknowledge(listener_id, self._sync_wanted)
-                if self._table is None:
-                    await self.table()  # load now, so the next request does not wait for it
-        except trio.TooSlowError:
-            _log.warning("routes_listen_probe_timeout")
-        finally:
-            self._listening = False
-            self._drop()
-            with (
-                trio.CancelScope(shield=True),
-                trio.move_on_after(LISTEN_PROBE_TIMEOUT_S),
-                contextlib.suppress(Exception),
-            ):
-                await self._db.execute("DELETE FROM route_listeners WHERE listener_id = $1", listener_id)
-            with trio.CancelScope(shield=True):
-                try:
-                    await bridge.call(lambda: conn.close(timeout=2.0))
-                except Exception:  # closing a broken connection may fail any way: cut it instead
-                    bridge.loop.call_soon_threadsafe(conn.terminate)
-
-    async def _register_listener(self, listener_id: str) -> int:
-        """Enter this LISTEN session in route_listeners, starting at the current sync token (it has just
-        dropped its table, so every change committed before is seen)."""
-
-        async def work(conn: AnyConnection) -> int:
-            await conn.execute(
-                "DELETE FROM route_listeners WHERE seen_at < now() - make_interval(secs => $1)",
-                LISTENER_STALE_S,
-            )
-            token: int = await conn.fetchval(
-                "INSERT INTO route_listeners (listener_id, acked_token) "
-                "SELECT $1, CASE WHEN is_called THEN last_value ELSE 0 END FROM route_change_token "
-                "RETURNING acked_token",
-                listener_id,
-            )
-            return token
-
-        return await self._db.run(work)
-
-    async def _acknowledge(self, listener_id: str, token: int) -> int:
-        await self._db.execute(
-            "INSERT INTO route_listeners (listener_id, acked_token) VALUES ($1, $2) "
-            "ON CONFLICT (listener_id) DO UPDATE "
-            "SET acked_token = greatest(route_listeners.acked_token, $2), seen_at = now()",
-            listener_id,
-            token,
+        await self._listener.run(
+            self._on_notification,
+            reset=self._drop,  # whatever was loaded before may have missed notifications
+            refresh=self._load_if_dropped,
+            reconnect_delay_s=self._reconnect_delay_s,
+            task_status=task_status,
         )
-        return token
 
     async def _sync_listeners(self) -> None:
         """Return once every live listener (every switchd) has dropped the table our committed change
         touched; warn after SYNC_TIMEOUT_S instead."""
         self._drop()
-        token: int = await self._db.fetchval(
-            "WITH s AS (SELECT nextval('route_change_token') AS t) SELECT t, pg_notify($1, 'sync:' || t) FROM s",
-            CHANNEL,
-        )
-        waiting = 0
-        with trio.move_on_after(SYNC_TIMEOUT_S):
-            while True:
-                waiting = await self._db.fetchval(
-                    "SELECT count(*) FROM route_listeners "
-                    "WHERE acked_token < $1 AND seen_at >= now() - make_interval(secs => $2)",
-                    token,
-                    LISTENER_STALE_S,
-                )
-                if not waiting:
-                    return
-                await trio.sleep(SYNC_POLL_S)
-        _log.warning("routes_change_unconfirmed", listeners=waiting, timeout_s=SYNC_TIMEOUT_S)
+        await self._listener.wait_for_listeners(timeout_s=SYNC_TIMEOUT_S)
 
     async def network_descriptions(self) -> dict[str, str]:
         """Network name -> its description, for `switchctl routes list` (not part of the table)."""
