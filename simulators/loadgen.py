@@ -39,6 +39,7 @@ from simulators.messages import (
 )
 from simulators.terminal import CODEC, TerminalClient, leaves, open_terminal
 from specs import demo
+from specs.demo_networks import NETWORK_CARD_COUNT, NETWORK_SPECIAL_CARDS, NETWORKS
 from switch.iso.message import Message
 
 __all__ = ["Mix", "Stats", "main", "parse_mix", "percentile"]
@@ -189,14 +190,22 @@ class Plan:
     tmk: bytes
     seed: int | None
     mac: bool
+    card_bin: str | None = None  # a network simulator's BIN (specs.demo_networks) instead of ours
 
 
-def _cards_for(terminal_index: int, terminals: int) -> list[Card]:
-    """This terminal's share of the ordinary demo debit cards (special cards are left out)."""
-    special = {index for bin6, index in demo.SPECIAL_CARDS.values() if bin6 == demo.DEBIT_BIN}
-    pool = [i for i in range(1, demo.DEBIT_CARD_COUNT + 1) if i not in special]
+def _cards_for(terminal_index: int, terminals: int, card_bin: str | None = None) -> list[Card]:
+    """This terminal's share of the ordinary demo debit cards, or of a network simulator's cards of
+    `card_bin` (special cards are left out)."""
+    if card_bin is None:
+        bin6, count = demo.DEBIT_BIN, demo.DEBIT_CARD_COUNT
+        special = {index for b, index in demo.SPECIAL_CARDS.values() if b == demo.DEBIT_BIN}
+    else:
+        bin6, count = card_bin, NETWORK_CARD_COUNT
+        first = any(n.bins[0] == card_bin for n in NETWORKS)  # where the special cards are
+        special = {index for _, index in NETWORK_SPECIAL_CARDS.values()} if first else set()
+    pool = [i for i in range(1, count + 1) if i not in special]
     share = pool[terminal_index::terminals][:20] or pool[:1]
-    return [demo_card(demo.demo_pan(demo.DEBIT_BIN, i)) for i in share]
+    return [demo_card(demo.demo_pan(bin6, i)) for i in share]
 
 
 def _prepaid_cards(terminal_index: int, terminals: int) -> list[Card]:
@@ -276,7 +285,7 @@ async def _generate(
     *,
     pin_ok: bool,
 ) -> None:
-    debit_cards = _cards_for(index, plan.terminals)
+    debit_cards = _cards_for(index, plan.terminals, plan.card_bin)
     prepaid_cards = _prepaid_cards(index, plan.terminals)
     interval_s = plan.terminals / plan.rate_per_s if plan.rate_per_s > 0 else 0.0
     # Stagger the terminals over one interval so a paced run does not arrive in bursts.
@@ -532,6 +541,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mac", action="store_true", help="MAC requests with the TAK")
     p.add_argument("--seed", type=int, default=None, help="random seed for the mix and the cards")
     p.add_argument("--json", action="store_true", help="JSON progress lines and a JSON summary")
+    p.add_argument(
+        "--card-bin",
+        default=None,
+        choices=sorted(b for n in NETWORKS for b in n.bins),
+        help="use a network simulator's cards of this BIN (e.g. 476173, Visa) instead of the demo bank's",
+    )
     return p
 
 
@@ -565,6 +580,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         tmk=parse_key(args.tmk or demo.DEMO_TMK_HEX, "--tmk"),
         seed=args.seed,
         mac=args.mac,
+        card_bin=args.card_bin,
     )
 
 

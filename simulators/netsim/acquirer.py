@@ -1,7 +1,7 @@
 """The network as another bank's acquirer: requests for the member's cards, as pure message builders.
 
 `POST /originate` asks for them (docs/networks.md "netsim"); `parse_originate` checks the JSON body and
-`Originator` builds each 0200/0100 and its 0420 reversal in the network's dialect. The card side is
+`Originator` builds each 0200/0100/0220 and its 0420 reversal in the network's dialect. The card side is
 the terminal simulators' own (`simulators.messages.build_request`, `demo_card`): track 2 with the PVV
 and CVV the member's card bureau would have written, so the member verifies them as for a card read at
 its own terminal. Then the network's fields: 32 (and CUPS 33) = the network's ID, 100 = the member's
@@ -122,13 +122,15 @@ def parse_originate(body: Mapping[str, object]) -> OriginateSpec:
     if pin is not None and (not isinstance(pin, str) or not (pin.isdigit() and 4 <= len(pin) <= 12)):
         raise OriginateError("pin must be 4 to 12 digits, or null for no PIN block")
     mti = body.get("mti", spec.mti)
-    if mti not in ("0200", "0100", "0420"):
-        raise OriginateError("mti must be 0200, 0100 or 0420")
+    if mti not in ("0200", "0100", "0220", "0420"):
+        raise OriginateError("mti must be 0200, 0100, 0220 or 0420")
     kind = body.get("type", spec.type)
     if not isinstance(kind, str) or kind not in ORIGINATE_TYPES:
         raise OriginateError(f"type must be one of {', '.join(ORIGINATE_TYPES)}")
     if mti == "0100" and kind != "purchase":
         raise OriginateError("a 0100 pre-authorization has type purchase")
+    if mti == "0220" and kind == "balance":
+        raise OriginateError("a 0220 advice moves money: its type is not balance")
     reverse = body.get("reverse", False)
     if not isinstance(reverse, bool):
         raise OriginateError("reverse must be true or false")
@@ -196,7 +198,11 @@ class Originator:
         rrn: str,
         zone_key: ZoneKey | None,
     ) -> Message:
-        """One 0200 or 0100 for `card`. SimulatorError if a PIN is asked for and there is no key."""
+        """One 0200, 0100 or 0220 for `card`. SimulatorError if a PIN is asked for and there is no key.
+
+        A 0220 advises the member of an approval the network made on its behalf (its stand-in): the card
+        as the network keeps it (2 and 14, no track data, no PIN block), the network's auth code in 38
+        and 39 = 00."""
         txn = TxnType.PREAUTH if spec.mti == "0100" else ORIGINATE_TYPES[spec.type]
         currency = spec.currency if spec.currency is not None else self.default_currency()
         identity = TerminalIdentity(
@@ -218,13 +224,20 @@ class Originator:
             43: self.card_acceptor,
             100: self.network.acquirer_id,
         }
-        if spec.pin is not None and txn is not TxnType.REFUND:
+        advice = spec.mti == "0220"
+        if spec.pin is not None and txn is not TxnType.REFUND and not advice:
             if zone_key is None:
                 raise SimulatorError("no zone PIN key yet: the member has not asked for a key exchange")
             updates[52] = pin_block_hex(spec.pin, card.pan, zone_key.key)
             updates[53] = field53(zone_key.index)
         updates.update(self._dialect_fields(built, card))
+        if advice:
+            updates.update({2: card.pan, 14: card.expiry_yymm, 35: None, 38: self.auth_code(stan), 39: "00"})
         return built.with_fields(updates, mti=spec.mti)
+
+    def auth_code(self, stan: str) -> str:
+        """The network's own approval code (of an advice): its letter and the STAN's last 5 digits."""
+        return f"{self.network.name[0].upper()}{stan[-5:]}"
 
     def _dialect_fields(self, built: Message, card: Card) -> dict[int, str | None]:
         name = self.network.name

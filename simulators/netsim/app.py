@@ -87,7 +87,7 @@ class NetsimConfig:
     faults: Faults = field(default_factory=Faults)
     seed: int | None = None  # of the fault draws; None: a random run
     originate_timeout_s: float = 10.0  # wait for the member's answer to an originated request
-    reversal_attempts: int = 3  # an originated reversal: the 0420 then 0421 repeats until answered
+    reversal_attempts: int = 3  # an originated reversal (advice): the 0420 (0220) then 0421 (0221) repeats
     frame_bytes_max: int = 8192
     connections_max: int = 16
     in_flight_max: int = 1024  # delayed answers waiting per connection before reading pauses
@@ -561,12 +561,16 @@ class Netsim:
             if len(self._originated) > ORIGINATED_KEPT_MAX:
                 self._originated.popitem(last=False)
             self.counters["originated"] += 1
-            response, latency_ms = await self._exchange(request, timeout_s)
+            if request.mti == "0220":
+                response, latency_ms = await self._advise(request, timeout_s)
+            else:
+                response, latency_ms = await self._exchange(request, timeout_s)
             result = self._result(request, response, latency_ms)
             if response is None:
                 self.counters["originated_timeouts"] += 1
-                # As an acquirer must: a request left unanswered is reversed, in case it was applied.
-                result["reversal"] = await self._reverse_originated(request, None, timeout_s)
+                if request.mti != "0220":  # an advice is repeated until answered, never reversed
+                    # As an acquirer must: a request left unanswered is reversed, in case it was applied.
+                    result["reversal"] = await self._reverse_originated(request, None, timeout_s)
             elif response.get(39) == "00":
                 self._record_acquired(request, response)
                 if spec.reverse:
@@ -644,6 +648,17 @@ class Netsim:
             auth_code=auth_code,
             response_code="00",
         )
+
+    async def _advise(self, advice: Message, timeout_s: float) -> tuple[Message | None, float]:
+        """Send an originated advice: the 0220, then 0221 repeats with its STAN and time until answered."""
+        response: Message | None = None
+        latency_ms = 0.0
+        for attempt in range(self.config.reversal_attempts):
+            message = advice.with_fields(mti="0221") if attempt else advice
+            response, latency_ms = await self._exchange(message, timeout_s)
+            if response is not None:
+                break
+        return response, latency_ms
 
     async def _reverse_originated(
         self, original: Message, actual_amount_minor: int | None, timeout_s: float

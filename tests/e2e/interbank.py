@@ -19,7 +19,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +27,14 @@ from typing import Any
 
 import trio
 
+from simulators.messages import Card, TerminalIdentity, TransactionRequest
+from simulators.netsim.faults import Faults
+from simulators.terminal import Result as TerminalResult
 from specs import demo
 from specs.demo_networks import NETWORKS, network
+from switch.cli.demo_seed import card_account_ids
 from switch.pipeline.forward import network_settlement_account_id
-from tests.e2e.support import Switchd, sql, start_switchd
+from tests.e2e.support import Switchd, Terminal, pos, sql, start_switchd
 from tests.fixtures.pg import PgServer
 from tests.integration.test_switchd import ProcessOutput, base_env, stop_process
 
@@ -155,6 +159,8 @@ def network_settings(netsims: dict[str, Netsim], **extra: str) -> dict[str, str]
     """`SWITCH_NETWORKS_*` overrides pointing the demo networks at these netsims, with fast timings."""
     settings: dict[str, str] = {}
     for name, sim in netsims.items():
+        # The demo networks are off in tests (NETWORKS_OFF in base_env): on again, at this netsim.
+        settings[f"SWITCH_NETWORKS_{name.upper()}_ENABLED"] = "true"
         settings[f"SWITCH_NETWORKS_{name.upper()}_ENDPOINTS"] = f"127.0.0.1:{sim.link_port}"
         for key, value in FAST_LINK_SETTINGS.items():
             settings[f"SWITCH_NETWORKS_{name.upper()}_{key}"] = value
@@ -167,16 +173,16 @@ def start_interbank(
     """Body of a module fixture: the three netsims, then switchd linked to them."""
     with ExitStack() as stack:
         netsims = {
-            name: stack.enter_context(_context(start_netsim(name, var_dir / "netsim", *netsim_flags)))
+            name: stack.enter_context(FixtureBody(start_netsim(name, var_dir / "netsim", *netsim_flags)))
             for name in NETWORK_NAMES
         }
         switchd = stack.enter_context(
-            _context(start_switchd(pg_server, var_dir, **network_settings(netsims, **settings)))
+            FixtureBody(start_switchd(pg_server, var_dir, **network_settings(netsims, **settings)))
         )
         yield switchd, netsims
 
 
-class _context:
+class FixtureBody:
     """A generator fixture body as a context manager (so several can share one ExitStack)."""
 
     def __init__(self, body: Iterator[Any]) -> None:
@@ -219,15 +225,41 @@ def switchd_process(dsn: str, var_dir: Path, **settings: str) -> Iterator[Switch
             stop_process(proc, output)
 
 
-async def wait_until_linked(netsims: dict[str, Netsim], timeout_s: float = 30) -> None:
-    """Until every netsim has a signed-on member connection and has answered a key exchange."""
+async def restart_switchd(
+    stack: ExitStack, switchd: Switchd, var_dir: Path, netsims: dict[str, Netsim], **settings: str
+) -> Switchd:
+    """Stop switchd with SIGTERM (it must drain and exit 0), then start it again on the same database and
+    var dir, linked to the same netsims; the new process is stopped when `stack` closes."""
+    proc = switchd.output.proc
+    proc.send_signal(signal.SIGTERM)
+    code = await trio.to_thread.run_sync(lambda: proc.wait(timeout=30))
+    assert code == 0, "".join(switchd.output.lines[-20:])
+    body = switchd_process(switchd.dsn, var_dir, **network_settings(netsims, **settings))
+    started: Switchd = await trio.to_thread.run_sync(lambda: stack.enter_context(FixtureBody(body)))
+    return started
+
+
+async def wait_until_linked(
+    netsims: dict[str, Netsim], timeout_s: float = 30, *, switchd: Switchd | None = None
+) -> None:
+    """Until every netsim has a signed-on member connection and has answered a key exchange; with
+    `switchd`, also until the switch holds netsim's current ZPK (a restarted switchd forgets the demo
+    working keys, netsim does not)."""
     with trio.fail_after(timeout_s):
         for sim in netsims.values():
             while True:
                 status = await sim.status()
-                if status["link"]["up"] and status["key"].get("index") is not None:
+                index = status["key"].get("index")
+                linked = status["link"]["up"] and index is not None
+                if linked and (switchd is None or await switch_key_index(switchd, sim.name) == index):
                     break
-                await trio.sleep(0.1)
+                await trio.sleep(0.05)
+
+
+async def switch_key_index(switchd: Switchd, name: str) -> int | None:
+    """The index of the ZPK the switch holds as current for the network (its key store)."""
+    rows = await sql(switchd.dsn, "SELECT current_index FROM network_keys WHERE network = $1", name)
+    return rows[0]["current_index"] if rows else None
 
 
 async def settlement_debit_balance(switchd: Switchd, name: str, currency: int) -> int:
@@ -263,3 +295,160 @@ def currency_of(name: str) -> int:
     else the network's first (Shetab: rials)."""
     currencies = network(name).currencies
     return demo.CURRENCY if demo.CURRENCY in currencies else currencies[0]
+
+
+# -- terminals, cards and books of the interbank modules ------------------------------------------------------
+
+
+def terminal_for(name: str) -> TerminalIdentity:
+    """A demo terminal pricing in a currency the network settles (Shetab: the rial terminal), one per
+    network: a test may use the networks at once, and two connections of one terminal would replace each
+    other's keys."""
+    if currency_of(name) == demo.RIAL_CURRENCY:
+        return TerminalIdentity(
+            terminal_id=demo.RIAL_POS_TERMINALS[0],
+            merchant_id=demo.RIAL_MERCHANT_ID,
+            currency=demo.RIAL_CURRENCY,
+        )
+    return pos(40 + NETWORK_NAMES.index(name))
+
+
+def our_card(name: str, index: int) -> str:
+    """One of our cards a network's acquirer can bring in the network's currency (Shetab: a rial card)."""
+    bin6 = demo.RIAL_BIN if currency_of(name) == demo.RIAL_CURRENCY else demo.DEBIT_BIN
+    return demo.demo_pan(bin6, index)
+
+
+async def our_available(switchd: Switchd, pan: str) -> int:
+    """Available balance of the first (checking) account of one of our demo cards, from the ledger."""
+    account_id = card_account_ids(pan[:6], int(pan[6:15]))[0]
+    [row] = await sql(
+        switchd.dsn,
+        "SELECT credits_posted - debits_posted - debits_pending AS available FROM ledger_accounts WHERE id = $1",
+        account_id,
+    )
+    return int(row["available"])
+
+
+async def journal_route(switchd: Switchd, rrn: str | None, *, mti: str = "02%") -> str:
+    """The route of the journal row of the request with this RRN (the journal writes in the background)."""
+    assert rrn, "the answer has no RRN"
+    with trio.fail_after(10):
+        while True:
+            rows = await sql(
+                switchd.dsn, "SELECT route FROM journal WHERE rrn = $1 AND mti LIKE $2", rrn, mti
+            )
+            if rows:
+                return str(rows[0]["route"])
+            await trio.sleep(0.05)
+
+
+async def wait_counter(sim: Netsim, key: str, at_least: int, timeout_s: float = 10) -> dict[str, Any]:
+    """netsim's status once its counter `key` has reached `at_least` (it counts as messages arrive)."""
+    with trio.fail_after(timeout_s):
+        while True:
+            status = await sim.status()
+            if status["counters"].get(key, 0) >= at_least:
+                return status
+            await trio.sleep(0.02)
+
+
+def counter_deltas(before: dict[str, Any], after: dict[str, Any], *keys: str) -> dict[str, int]:
+    """How much each of netsim's counters `keys` grew between two /status answers."""
+    return {k: after["counters"].get(k, 0) - before["counters"].get(k, 0) for k in keys}
+
+
+async def reset_faults(netsims: dict[str, Netsim]) -> None:
+    """Every netsim back to no faults (a module's tests share the processes)."""
+    defaults = Faults().to_json()
+    for sim in netsims.values():
+        await sim.faults(**defaults)
+
+
+async def transact_during(
+    terminal: Terminal,
+    request: TransactionRequest,
+    card: Card,
+    during: Callable[[], Awaitable[object]],
+) -> TerminalResult:
+    """The terminal's answer to `request`, with `during()` run while the request waits for it (a test
+    changes netsim's faults or drops the link once netsim has the request)."""
+    answer: list[TerminalResult] = []
+
+    async def send() -> None:
+        answer.append(await terminal.transact(request, card))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        await during()
+    return answer[0]
+
+
+@dataclass
+class Books:
+    """Both sides' books for one network and currency at the start of a scenario: the switch's settlement
+    account and netsim's position. `assert_agree` checks that they moved by the same amount."""
+
+    switchd: Switchd
+    sim: Netsim
+    currency: int
+    settlement: int
+    position: int
+
+    @classmethod
+    async def open(cls, switchd: Switchd, sim: Netsim, currency: int) -> Books:
+        await wait_saf_drained(switchd)
+        return cls(
+            switchd=switchd,
+            sim=sim,
+            currency=currency,
+            settlement=await settlement_debit_balance(switchd, sim.name, currency),
+            position=await sim.position(currency),
+        )
+
+    async def assert_agree(self, *, moved: int) -> None:
+        """Once store-and-forward has drained: both sides moved by `moved` (minor units, > 0: the network
+        owes us more) since `open`."""
+        await wait_saf_drained(self.switchd)
+        settlement = (
+            await settlement_debit_balance(self.switchd, self.sim.name, self.currency) - self.settlement
+        )
+        position = await self.sim.position(self.currency) - self.position
+        assert (settlement, position) == (moved, moved), (
+            f"{self.sim.name}: switch {settlement}, netsim {position}"
+        )
+
+
+async def last_saf_entry_id(switchd: Switchd) -> int:
+    rows = await sql(switchd.dsn, "SELECT coalesce(max(entry_id), 0) AS n FROM saf_queue")
+    return int(rows[0]["n"])
+
+
+async def saf_entries_since(switchd: Switchd, entry_id: int, network: str) -> list[dict[str, Any]]:
+    """The network's store-and-forward entries queued after `entry_id`, in queue order (no card data)."""
+    rows = await sql(
+        switchd.dsn,
+        "SELECT entry_id, kind, mti, state, attempts, last_response_code FROM saf_queue "
+        "WHERE entry_id > $1 AND network = $2 ORDER BY entry_id",
+        entry_id,
+        network,
+    )
+    return [dict(r) for r in rows]
+
+
+async def healthz_text(switchd: Switchd) -> str:
+    def fetch() -> str:
+        with urllib.request.urlopen(f"http://{switchd.metrics_address}/healthz", timeout=10) as reply:
+            return str(reply.read().decode())
+
+    return await trio.to_thread.run_sync(fetch)
+
+
+async def wait_switch_link(switchd: Switchd, name: str, *, up: bool, timeout_s: float = 20) -> None:
+    """Until switchd's /healthz says the network's link is up (signed on) or down."""
+    wanted = f"{name} {'up' if up else 'down'}"
+    with trio.fail_after(timeout_s):
+        while True:
+            if wanted in await healthz_text(switchd):
+                return
+            await trio.sleep(0.05)

@@ -353,6 +353,14 @@ async def test_metrics_count_results_latency_inflight_and_connections(switchd):
         assert name in text
 
 
+def test_switchd_of_a_test_links_to_no_network(switchd):
+    """If a test runs `switchd run --demo` without netsims of its own, then it links to no network: the
+    demo networks' ports (a `make run` on this machine) never see its sign-ons."""
+    [ready] = [e for e in log_events(switchd) if e.get("event_kind") == "ready"]
+    assert ready["networks"] == {}
+    assert not [e for e in log_events(switchd) if e.get("logger") == "network"]
+
+
 async def test_no_card_data_in_any_log_line_of_switchd(switchd):
     """If manual-entry, track 2 and PIN transactions ran (this module's and these), then no line holds their card data."""
     card = debit(115)

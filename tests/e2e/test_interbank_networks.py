@@ -7,23 +7,26 @@ so the tests do not depend on each other's order; the position test compares the
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 import trio
 
-from simulators.messages import TerminalIdentity, TransactionRequest, TxnType, demo_card
+from simulators.messages import TransactionRequest, TxnType, demo_card
 from specs import demo
 from specs.demo_networks import NETWORK_SPECIAL_CARDS
-from switch.cli.demo_seed import card_account_ids
 from tests.e2e.interbank import (
     NETWORK_NAMES,
     Netsim,
     currency_of,
+    healthz_text,
+    journal_route,
     network_card,
+    our_available,
+    our_card,
     settlement_debit_balance,
     start_interbank,
+    terminal_for,
     wait_saf_drained,
     wait_until_linked,
 )
@@ -33,8 +36,6 @@ from tests.e2e.support import (
     connect,
     log_events,
     metrics_text,
-    pos,
-    sql,
     wait_for_log,
 )
 from tests.fixtures.pg import PgServer
@@ -54,52 +55,6 @@ async def linked(interbank: tuple[Switchd, dict[str, Netsim]]) -> tuple[Switchd,
     switchd, netsims = interbank
     await wait_until_linked(netsims)
     return switchd, netsims
-
-
-def terminal_for(name: str) -> TerminalIdentity:
-    """A demo terminal pricing in a currency the network settles (Shetab: the rial terminal)."""
-    if currency_of(name) == demo.RIAL_CURRENCY:
-        return TerminalIdentity(
-            terminal_id=demo.RIAL_POS_TERMINALS[0],
-            merchant_id=demo.RIAL_MERCHANT_ID,
-            currency=demo.RIAL_CURRENCY,
-        )
-    return pos(40)
-
-
-def our_card(name: str, index: int) -> str:
-    """One of our cards a network's acquirer can bring in the network's currency (Shetab: a rial card)."""
-    bin6 = demo.RIAL_BIN if currency_of(name) == demo.RIAL_CURRENCY else demo.DEBIT_BIN
-    return demo.demo_pan(bin6, index)
-
-
-async def our_available(switchd: Switchd, pan: str) -> int:
-    """Available balance of the first (checking) account of one of our demo cards, from the ledger."""
-    account_id = card_account_ids(pan[:6], int(pan[6:15]))[0]
-    [row] = await sql(
-        switchd.dsn,
-        "SELECT credits_posted - debits_posted - debits_pending AS available FROM ledger_accounts WHERE id = $1",
-        account_id,
-    )
-    return int(row["available"])
-
-
-async def journal_route(switchd: Switchd, rrn: str) -> str:
-    """The route of the journal row of the request with this RRN (the journal writes in the background)."""
-    with trio.fail_after(10):
-        while True:
-            rows = await sql(switchd.dsn, "SELECT route FROM journal WHERE rrn = $1 AND mti LIKE '02%'", rrn)
-            if rows:
-                return str(rows[0]["route"])
-            await trio.sleep(0.05)
-
-
-async def healthz_text(switchd: Switchd) -> str:
-    def fetch() -> str:
-        with urllib.request.urlopen(f"http://{switchd.metrics_address}/healthz", timeout=10) as reply:
-            return str(reply.read().decode())
-
-    return await trio.to_thread.run_sync(fetch)
 
 
 def purchase(amount: int, pin: str | None = demo.DEMO_PIN) -> TransactionRequest:

@@ -67,9 +67,16 @@ NETWORKS_OFF = {f"SWITCH_NETWORKS_{n.name.upper()}_ENABLED": "false" for n in NE
 
 
 def base_env(**extra: str) -> dict[str, str]:
+    """The environment of a `switchd run --demo` (or `make run`) a test starts: the demo networks off
+    (NETWORKS_OFF) unless `extra` turns them on."""
+    return plain_env(**{**NETWORKS_OFF, **extra})
+
+
+def plain_env(**extra: str) -> dict[str, str]:
+    """The environment of a switchd a test starts without --demo: no demo networks to turn off (an
+    override of a network the config lacks is refused)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")}
     env.update({"SWITCH_TERMINAL_PORT": "0", "SWITCH_METRICS_PORT": "0", "SWITCH_LOG_FORMAT": "json"})
-    env.update(NETWORKS_OFF)
     env.update(extra)
     return env
 
@@ -261,7 +268,7 @@ def postgres_running_for(data_dir: Path) -> bool:
 
 def test_switchd_uses_the_configured_database_and_stops_on_sigterm(database_url, tmp_path, lmk_env):
     """If SWITCH_DATABASE_URL is set, then switchd uses that server, starts no embedded one, and exits 0 on SIGTERM."""
-    env = base_env(SWITCH_DATABASE_URL=database_url, SWITCH_SWITCH_VAR_DIR=str(tmp_path / "var"), **lmk_env)
+    env = plain_env(SWITCH_DATABASE_URL=database_url, SWITCH_SWITCH_VAR_DIR=str(tmp_path / "var"), **lmk_env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "switch.cli.switchd", "run"],
         env=env,

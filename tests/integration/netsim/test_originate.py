@@ -177,6 +177,41 @@ async def test_unanswered_reversal_is_repeated_as_0421():
         assert len({m[11] for m in member.requests[1:]}) == 1
 
 
+async def test_advice_acknowledged_by_the_member_is_owed_by_the_member():
+    """If the member acknowledges an originated 0220 advice, then no PIN went with it and net_minor falls
+    by its amount, as for an approved purchase."""
+    ref: list[Member] = []
+    async with running_netsim("visa") as netsim, connected(netsim, answer=issuer(ref)) as member:
+        ref.append(member)
+        await member.ready()
+        await member.key_exchange()
+        status, body = await originate(netsim, mti="0220", amount_minor=3300)
+        assert status == 200, body
+        [result] = body["results"]
+        assert (result["response_mti"], result["approved"], result["pin_key_index"]) == ("0230", True, None)
+        [advice] = member.requests
+        assert advice.mti == "0220" and 52 not in advice
+        assert (await acquirer_position(netsim))["net_minor"] == -3300
+
+
+async def test_unanswered_advice_is_repeated_as_0221_and_never_reversed():
+    """If the member does not answer an advice, then netsim repeats it as 0221 with the same STAN and time,
+    sends no reversal, and counts nothing in its position."""
+    ref: list[Member] = []
+    async with (
+        running_netsim("visa") as netsim,
+        connected(netsim, answer=issuer(ref, silent=lambda m: True)) as member,
+    ):
+        ref.append(member)
+        await member.ready()
+        _, body = await originate(netsim, mti="0220", timeout_s=0.1)
+        [result] = body["results"]
+        assert result["timed_out"] is True and "reversal" not in result
+        assert [m.mti for m in member.requests] == ["0220", "0221", "0221"]
+        assert len({(m[11], m[7]) for m in member.requests}) == 1
+        assert (await acquirer_position(netsim))["net_minor"] == 0
+
+
 async def test_0420_by_original_stan_reverses_an_earlier_request():
     """If the body asks mti 0420 with an earlier request's STAN, then netsim reverses that request once."""
     ref: list[Member] = []

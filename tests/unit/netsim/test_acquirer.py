@@ -93,3 +93,29 @@ def test_reversal_names_the_original_in_field_90(name):
     assert reversal[90][20:31] == network(name).network_id.rjust(11, "0")
     assert reversal[95][:12] == "000000000250"
     assert originator.reversal(original, stan="000124", now_utc=NOW, repeat=True).mti == "0421"
+
+
+def test_advice_of_a_balance_inquiry_is_refused():
+    """If a 0220 asks type balance, then the body is refused: an advice moves money."""
+    with pytest.raises(OriginateError, match="0220"):
+        parse_originate({"mti": "0220", "type": "balance"})
+
+
+@pytest.mark.parametrize("name", ["visa", "cups", "shetab"])
+def test_advice_carries_the_card_and_approval_but_no_track_or_pin(name):
+    """If an advice is built (with the default PIN asked), then it is a 0220 with 2, 14, the network's auth
+    code in 38 and 39 = 00, and no track 2 or PIN block; it encodes in the dialect."""
+    originator = Originator(network(name))
+    spec = parse_originate({"mti": "0220", **({"currency": 364} if name == "shetab" else {})})
+    card = demo_card()
+    message = originator.request(spec, card, stan="000123", now_utc=NOW, rrn="260630000001", zone_key=None)
+    assert message.mti == "0220"
+    assert (message[2], message[14], message[38], message[39]) == (
+        card.pan,
+        card.expiry_yymm,
+        f"{name[0].upper()}00123",
+        "00",
+    )
+    assert not {35, 52, 53} & set(message.fields)
+    codec = Codec(name)
+    assert codec.decode_frame(codec.encode_frame(message, originator.header())).message == message

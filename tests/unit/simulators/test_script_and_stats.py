@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from simulators.loadgen import Stats, parse_mix, percentile
+from simulators.loadgen import Stats, _cards_for, parse_mix, percentile
 from simulators.messages import SimulatorError, TxnType
 from simulators.script import ScriptError, parse_script
+from specs.demo import demo_pan
+from specs.demo_networks import NETWORK_SPECIAL_CARDS
 
 
 def test_line_script_parses_steps_names_and_references():
@@ -76,3 +78,13 @@ def test_stats_summary_counts_codes_and_timeouts_apart():
     summary = stats.summary(2.0)
     assert summary["response_codes"] == {"00": 2, "51": 1} and summary["timeouts"] == 1
     assert summary["tps"] == 1.5 and summary["latency_ms"]["p50"] == 2.0
+
+
+def test_card_bin_gives_the_network_simulators_ordinary_cards():
+    """If loadgen is given a network simulator's first BIN, then each terminal gets cards of that BIN, none
+    of netsim's special cards (its declines), and no two terminals share a card."""
+    shares = [{card.pan for card in _cards_for(index, 4, "476173")} for index in range(4)]
+    special = {demo_pan("476173", index) for _, index in NETWORK_SPECIAL_CARDS.values()}
+    assert all(pan.startswith("476173") for share in shares for pan in share)
+    assert not special & set().union(*shares)
+    assert sum(len(share) for share in shares) == len(set().union(*shares)) == 80
