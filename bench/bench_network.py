@@ -128,7 +128,12 @@ def _loadgen(
         NETWORK.bins[0],
         "--json",
     ]
-    command += ["--duration", str(duration_s)] if duration_s is not None else ["--count", str(count)]
+    # With a duration, the first seconds of load (caches filling, first key exchange) are not counted.
+    command += (
+        ["--duration", str(duration_s), "--warmup", "3"]
+        if duration_s is not None
+        else ["--count", str(count)]
+    )
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=(duration_s or 60) + 120, check=False
     )

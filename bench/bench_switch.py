@@ -25,6 +25,8 @@ from typing import Any
 
 from tests.fixtures.pg import make_world_readable_tmpdir
 
+WARMUP_S = 3
+
 
 def _option(args: list[str], name: str, default: float) -> float:
     for arg in args:
@@ -78,11 +80,16 @@ def _loadgen(port: int, *, rate: float, duration_s: float, terminals: int, in_fl
         str(rate),
         "--duration",
         str(duration_s),
+        # Caches fill and plans settle in the first seconds of load: sent, not counted.
+        "--warmup",
+        str(WARMUP_S),
         "--mix",
         "purchase=1",
         "--json",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 120, check=False)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=duration_s + WARMUP_S + 120, check=False
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"loadgen printed no summary: {done.stderr[-500:]}")

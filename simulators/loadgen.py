@@ -142,6 +142,13 @@ class Stats:
     latencies_ms: list[float] = field(default_factory=list)
     dropped_samples: int = 0
 
+    def reset(self) -> None:
+        """Forget everything counted so far (the end of a warm-up)."""
+        self.started_s = time.perf_counter()
+        self.sent = self.answered = self.timeouts = self.errors = self.dropped_samples = 0
+        self.codes.clear()
+        self.latencies_ms.clear()
+
     def record(self, code: str | None, latency_ms: float) -> None:
         if code is None:
             self.timeouts += 1
@@ -191,6 +198,7 @@ class Plan:
     seed: int | None
     mac: bool
     card_bin: str | None = None  # a network simulator's BIN (specs.demo_networks) instead of ours
+    warmup_s: float = 0.0  # load sent first and not counted: cold caches, first connections
 
 
 def _cards_for(terminal_index: int, terminals: int, card_bin: str | None = None) -> list[Card]:
@@ -483,19 +491,28 @@ async def run_load(plan: Plan, *, progress_out: TextIO, json_mode: bool) -> dict
                 terminals.start_soon(_drive_terminal, index, plan, stats, budget, gate, random.Random(seed))
             with trio.fail_after(plan.timeout_s + 5):
                 await gate.all_ready.wait()
-            started = time.perf_counter()
+            started = [time.perf_counter()]
             if plan.duration_s is not None:
-                budget.deadline_s = trio.current_time() + plan.duration_s
+                budget.deadline_s = trio.current_time() + plan.warmup_s + plan.duration_s
+            if plan.warmup_s:
+
+                async def end_warmup() -> None:
+                    await trio.sleep(plan.warmup_s)
+                    stats.reset()
+                    started[0] = time.perf_counter()
+
+                outer.start_soon(end_warmup)
             outer.start_soon(_progress, stats, progress_out, json_mode)
             gate.go.set()
         outer.cancel_scope.cancel()
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - started[0]
     summary = stats.summary(elapsed)
     summary.update(
         {
             "terminals": plan.terminals,
             "in_flight_per_terminal": plan.in_flight,
             "rate_target_per_s": plan.rate_per_s or None,
+            "warmup_s": plan.warmup_s,
         }
     )
     return summary
@@ -534,6 +551,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=100.0, help="requests per second overall; 0 = max rate")
     p.add_argument("--duration", type=float, default=None, help="seconds to run (default 10 unless --count)")
     p.add_argument("--count", type=int, default=None, help="requests to send in total")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="seconds of load sent first and not counted (caches fill, connections settle); with --duration",
+    )
     p.add_argument("--in-flight", type=int, default=4, help="requests in flight per connection (default 4)")
     p.add_argument("--amount", default="1.00", help="amount of each financial request (default 1.00)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each response")
@@ -564,6 +587,10 @@ def plan_from(args: argparse.Namespace) -> Plan:
         raise SimulatorError(f"--duration must be more than 0 and at most {DURATION_S_MAX} s")
     if args.count is not None and args.count < 1:
         raise SimulatorError("--count must be positive")
+    if args.warmup < 0 or not math.isfinite(args.warmup) or args.warmup > DURATION_S_MAX:
+        raise SimulatorError("--warmup must be 0 or more seconds")
+    if args.warmup and duration is None:
+        raise SimulatorError("--warmup goes with --duration, not --count")
     if not 0 < args.timeout <= 600:
         raise SimulatorError("--timeout must be more than 0 and at most 600 s")
     return Plan(
@@ -581,6 +608,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         seed=args.seed,
         mac=args.mac,
         card_bin=args.card_bin,
+        warmup_s=args.warmup,
     )
 
 

@@ -58,3 +58,26 @@ def test_no_switch_listening_exits_3(capsys):
     code = loadgen.main(["--port", "1", "--duration", "1", "--terminals", "2"])
     assert code == 3
     assert capsys.readouterr().err.startswith("loadgen: cannot connect")
+
+
+def test_warmup_is_sent_but_not_counted(fake_switch):
+    """If a 1 s run has a 1 s warm-up at 100/s, then the switch sees about 200 requests and the summary counts about 100."""
+    out = io.StringIO()
+    code = loadgen.main(
+        [
+            "--port", str(fake_switch.port), "--terminals", "2", "--rate", "100", "--duration", "1",
+            "--warmup", "1", "--mix", "purchase=1", "--json",
+        ],
+        out=out,
+    )  # fmt: skip
+    summary = json.loads(out.getvalue().splitlines()[-1])
+    financial = [m for m in fake_switch.requests if m.mti == "0200"]
+    assert code == 0 and summary["warmup_s"] == 1.0
+    assert 60 <= summary["answered"] <= 110
+    assert len(financial) >= summary["answered"] + 60  # the warm-up's requests reached the switch too
+
+
+def test_warmup_with_count_is_refused(capsys):
+    """If --warmup is given with --count, then loadgen refuses with exit 2 and says why."""
+    assert loadgen.main(["--count", "10", "--warmup", "1"]) == 2
+    assert "--warmup goes with --duration" in capsys.readouterr().err
