@@ -5,8 +5,8 @@ One task per network. While the network's link is up, it takes the oldest undeli
 queue (a lease, so several switchd processes sharing the database never send the same entry at once),
 sends it through the link (`Network.request`): the first attempt as 0420/0220, every repeat as 0421/0221
 with the first attempt's STAN and field 7 (switch.domain.saf). A 0430/0230 answer acknowledges it, whatever
-its response code; a timeout or an unmatched answer puts it back with backoff, and nothing behind it goes
-before it. An entry past its expiry is marked expired and logged as an error: an undelivered reversal is
+its response code except the try-again ones (91, 96: the network applied nothing); a timeout, an unmatched
+or a try-again answer puts it back with backoff, and nothing behind it goes before it. An entry past its expiry is marked expired and logged as an error: an undelivered reversal is
 money at risk (the network may keep an approval the cardholder was told had failed).
 
 It looks again when an entry becomes due, when `wake()` is called (the app calls it when a link comes up;

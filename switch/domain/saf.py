@@ -45,6 +45,7 @@ __all__ = [
     "KEY_LENGTH_MAX",
     "NOT_STORED_FIELDS",
     "TRANSITIONS",
+    "TRY_AGAIN_CODES",
     "SafBackoff",
     "SafDepth",
     "SafError",
@@ -202,13 +203,21 @@ def attempt_message(first: Message, *, stan: str | None, transmission: str | Non
     return first.with_fields({11: stan, 7: transmission}, mti=repeat_mti(first.mti))
 
 
+# Answers that say the network could not take the message now (ISO 8583:1987: 91 issuer or switch
+# inoperative, 96 system malfunction): it did not apply it, so it must be sent again, not forgotten.
+TRY_AGAIN_CODES = frozenset({"91", "96"})
+
+
 def is_acknowledgement(sent: Message, response: Message | None) -> bool:
     """True if `response` answers `sent`: 0430 for 0420/0421, 0230 for 0220/0221, with the same STAN and
-    field 7 where the response carries them. Any response code acknowledges: the network has the message,
-    and what it did with it is its answer, not a reason to send it again."""
+    field 7 where the response carries them. Any response code acknowledges — the network has the
+    message, and what it did with it is its answer — except the try-again codes (TRY_AGAIN_CODES): a
+    network that answers "inoperative" has applied nothing, and the entry is repeated."""
     if response is None:
         return False
     if response.mti != response_mti(sent.mti):
+        return False
+    if response.get(39) in TRY_AGAIN_CODES:
         return False
     for number in (11, 7):
         echoed = response.get(number)

@@ -152,6 +152,12 @@ def test_any_response_code_acknowledges():
         assert is_acknowledgement(SENT, SENT.response(response_code=code))
 
 
+def test_inoperative_answers_do_not_acknowledge():
+    """If the network answers 0430 with 91 or 96, then the entry is not acknowledged (it applied nothing)."""
+    for code in ("91", "96"):
+        assert not is_acknowledgement(SENT, SENT.response(response_code=code))
+
+
 def test_answer_to_a_repeat_is_0430():
     """If a 0421 is answered 0430, then that acknowledges it."""
     repeat = SENT.with_fields(mti="0421")
