@@ -100,6 +100,22 @@ async def test_acknowledgement_stops_the_repeats(
     assert await rows(db) == [("acknowledged", 2, "05")]
 
 
+async def test_an_inoperative_answer_is_repeated_until_applied(
+    queue: PgSafQueue, server: FakeNetworkServer, link: TcpNetwork, clock: ManualClock, db: Database
+) -> None:
+    """If the network answers 0430 with 91 (it applied nothing), then the entry stays queued and is repeated."""
+    server.answer = answer_all("91")
+    saf = worker(queue, link)
+    await saf.enqueue(reversal(1))
+    await saf.deliver_due(link)
+    assert await rows(db) == [("queued", 1, "91")]
+    server.answer = answer_all("00")
+    clock.advance(3600)
+    await saf.deliver_due(link)
+    assert [m.mti for m in server.messages] == ["0420", "0421"]
+    assert await rows(db) == [("acknowledged", 2, "00")]
+
+
 async def test_backoff_follows_the_schedule(
     queue: PgSafQueue, server: FakeNetworkServer, link: TcpNetwork, clock: ManualClock
 ) -> None:
