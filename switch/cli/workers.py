@@ -91,7 +91,8 @@ async def run_primary(config: Config, *, demo: bool) -> None:
             else:
                 log.info("worker stopped", worker=index, pid=worker.pid, exit_code=worker.returncode)
 
-    async def primary(*, task_status: trio.TaskStatus[ReadyInfo]) -> None:
+    async def primary(*, task_status: trio.TaskStatus[ReadyInfo | None]) -> None:
+        ready = _Ready(task_status)
         try:
             await run_switch(
                 config,
@@ -100,16 +101,19 @@ async def run_primary(config: Config, *, demo: bool) -> None:
                 install_signal_handlers=False,
                 reuse_port=True,
                 before_database_stops=stop_workers,
-                task_status=task_status,
+                task_status=ready,
             )
+            if not ready.reported:
+                task_status.started(None)  # stopped while starting: there are no workers to start
         finally:
             done.set()
 
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(_watch_signals, stop, pass_on)
-            info: ReadyInfo = await nursery.start(primary)
-            for index in range(1, config.switch.workers):
+            info: ReadyInfo | None = await nursery.start(primary)
+            for index in range(1, config.switch.workers if info is not None else 1):
+                assert info is not None
                 command = [
                     sys.executable,
                     "-m",
@@ -131,6 +135,19 @@ async def run_primary(config: Config, *, demo: bool) -> None:
     finally:
         os.close(life_read)
         os.close(life_write)
+
+
+class _Ready:
+    """Passes the primary's ready info on, and remembers whether it came (a stop while starting ends
+    run_switch without it)."""
+
+    def __init__(self, status: trio.TaskStatus[ReadyInfo | None]) -> None:
+        self._status = status
+        self.reported = False
+
+    def started(self, value: ReadyInfo | None = None) -> None:
+        self.reported = True
+        self._status.started(value)
 
 
 async def _report_exit(worker: trio.Process, index: int, stop: trio.Event) -> None:

@@ -142,3 +142,31 @@ def test_a_worker_stops_when_its_primary_is_killed():
             check=False,
         )
     assert "primary switchd is gone; draining" in output.events()
+
+
+def test_a_stop_while_the_primary_starts_starts_no_worker():
+    """If SIGTERM comes while the primary's database starts, then it exits 0 and never starts a worker."""
+    var = make_world_readable_tmpdir("cardswitch-test-workers-")
+    proc, output = _start(str(var))
+    try:
+        deadline = time.monotonic() + 15
+        while "starting embedded postgresql" not in output.events():
+            assert time.monotonic() < deadline and proc.poll() is None, output.lines[-5:]
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        stop_process(proc, output)
+        left_running = postgres_running_for(var / "pgdata")
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import shutil,sys; shutil.rmtree(sys.argv[1], ignore_errors=True)",
+                str(var),
+            ],
+            check=False,
+        )
+    events = output.events()
+    assert "stop requested while starting; stopping without serving" in events
+    assert "worker started" not in events and not left_running
