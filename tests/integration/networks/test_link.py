@@ -424,6 +424,48 @@ async def test_out_of_order_responses_are_matched(dialect: str) -> None:
         assert switch.sample("switch_network_responses_total", result="declined") == 1
 
 
+async def test_requests_ready_together_share_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If several requests are ready at the same moment, then they reach the network in one write, each
+    whole, and each caller still gets its own answer."""
+    writes: list[bytes] = []
+    send_all = trio.SocketStream.send_all
+    async with linked("visa") as (fake, switch):
+
+        async def counting(stream: trio.SocketStream, data: bytes) -> None:
+            if stream.socket.getpeername()[1] == fake.port:  # the link's side, not the fake's answers
+                writes.append(bytes(data))
+            await send_all(stream, data)
+
+        monkeypatch.setattr(trio.SocketStream, "send_all", counting)
+        results: dict[str, Message | None] = {}
+
+        async def call(rrn: str) -> None:
+            results[rrn] = (await switch.link.request(purchase("visa", f37=rrn), timeout_s=WAIT_S)).response
+
+        async with trio.open_nursery() as callers:
+            for i in range(8):
+                callers.start_soon(call, f"{i:012d}")
+            for packet in await fake.wait_for(lambda p: p.message.mti == "0200", count=8):
+                await fake.answer(packet)
+        assert len(writes) == 1
+        assert {rrn: r[37] for rrn, r in results.items() if r is not None} == {
+            f"{i:012d}": f"{i:012d}" for i in range(8)
+        }
+
+
+async def test_request_whose_deadline_has_passed_is_not_sent() -> None:
+    """If a request's deadline has passed when it is handed to the link, then it is not sent and its caller
+    gets None (deadline), as if the network had not answered."""
+    async with linked("shetab") as (fake, switch):
+        exchange = await switch.link.request(purchase("shetab", f37="000000000009"), timeout_s=0)
+        assert exchange.response is None
+        assert switch.sample("switch_network_timeouts_total", reason="deadline") == 1
+        async with trio.open_nursery() as callers:
+            callers.start_soon(partial(switch.link.request, purchase("shetab"), timeout_s=WAIT_S))
+            await fake.answer(await fake.wait_request("0200"))
+        assert [p.message[37] for p in fake.received if p.message.mti == "0200"] == ["000000000001"]
+
+
 async def test_link_fills_stan_and_transmission_time() -> None:
     """If a request has no 11 and 7, then the link sets its own STAN and the time it sends."""
     async with linked("visa") as (fake, switch):

@@ -7,6 +7,7 @@ The network side of the key exchange is a small in-memory link that answers the 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ import asyncpg
 import pytest
 import structlog
 import trio
+import trio.testing
 
 from hsm.client import HsmClient, InProcessTransport
 from hsm.crypto.des import kcv_tdes, tdes_ecb_encrypt, with_odd_parity
@@ -383,3 +385,149 @@ async def test_the_table_refuses_card_fields_from_plain_sql(db):
             "INSERT INTO forwarded_transactions (transfer_id, network, route, mti, fields, pan_masked, amount,"
             " currency, created_at) VALUES ('t', 'visa', 'visa', '0200', '{\"52\": \"00\"}', '', 1, 840, now())"
         )
+
+
+# -- forwarded transactions: concurrent records share one statement -------------------------------------
+
+
+async def stored_ids(db: Database) -> set[str]:
+    return {r["transfer_id"] for r in await db.fetch("SELECT transfer_id FROM forwarded_transactions")}
+
+
+async def test_concurrent_records_share_statements(db):
+    """If 100 forwarded approvals record at once, then each is committed and answered True, in far fewer
+    INSERT statements than records."""
+    store = PgForwardedTransactions(db)
+    answers: dict[int, bool] = {}
+
+    async def record(i: int) -> None:
+        answers[i] = await store.record(forwarded(f"T{i:03d}"))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(100):
+            nursery.start_soon(record, i)
+    assert answers == {i: True for i in range(100)}
+    assert await stored_ids(db) == {f"T{i:03d}" for i in range(100)}
+    assert store.stats().records == 100 and store.stats().statements <= 10
+
+
+async def test_a_record_alone_is_sent_at_once(db):
+    """If a single record comes with nothing else in flight, then it goes alone in one statement."""
+    store = PgForwardedTransactions(db)
+    assert await store.record(forwarded()) is True
+    assert store.stats().batch_size_counts == {1: 1}
+
+
+async def test_same_transfer_id_twice_in_one_batch_is_kept_once(db):
+    """If two records with one transfer id travel in one batch, then exactly one is True and the stored row
+    is that one's."""
+    store = PgForwardedTransactions(db)
+    answers: dict[str, bool] = {}
+
+    async def record(amount: str) -> None:
+        answers[amount] = await store.record(forwarded("SAME", f4=amount))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.record, forwarded("LEADER"))
+        await trio.testing.wait_all_tasks_blocked()  # the leader's batch is in flight: the next two queue
+        nursery.start_soon(record, "000000000001")
+        nursery.start_soon(record, "000000000002")
+    assert sorted(answers.values()) == [False, True]
+    assert store.stats().batch_size_counts == {1: 2}  # the leader's row, then the batch sent once
+    found = await store.find("SAME")
+    assert found is not None and answers[found.message[4]] is True
+
+
+async def test_same_transfer_id_in_a_later_batch_is_refused(db):
+    """If a record's transfer id is in the batch in flight, then the record queued behind it is False and
+    the others of its batch are True."""
+    store = PgForwardedTransactions(db)
+    answers: dict[str, bool] = {}
+
+    async def record(transfer_id: str, amount: str = "000000001234") -> None:
+        answers[f"{transfer_id}:{amount}"] = await store.record(forwarded(transfer_id, f4=amount))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(record, "FIRST")
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(record, "FIRST", "000000009999")
+        nursery.start_soon(record, "OTHER")
+    assert answers == {"FIRST:000000001234": True, "FIRST:000000009999": False, "OTHER:000000001234": True}
+    found = await store.find("FIRST")
+    assert found is not None and found.message[4] == "000000001234"
+
+
+async def test_failing_record_fails_only_its_caller(db):
+    """If one record of a batch is refused by the database, then only its caller gets the error and the
+    others of the batch are committed."""
+    store = PgForwardedTransactions(db)
+    outcome: dict[str, object] = {}
+
+    async def record(entry: ForwardedRecord) -> None:
+        try:
+            outcome[entry.transfer_id] = await store.record(entry)
+        except asyncpg.PostgresError as exc:
+            outcome[entry.transfer_id] = exc
+
+    bad = dataclasses.replace(forwarded("BAD"), pan_masked=PAN)  # the table refuses a clear PAN
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(record, forwarded("LEADER"))
+        await trio.testing.wait_all_tasks_blocked()
+        for entry in (forwarded("OK1"), bad, forwarded("OK2")):
+            nursery.start_soon(record, entry)
+    assert isinstance(outcome.pop("BAD"), asyncpg.CheckViolationError)
+    assert outcome == {"LEADER": True, "OK1": True, "OK2": True}
+    assert await stored_ids(db) == {"LEADER", "OK1", "OK2"}
+    # The leader's row, the batch of three refused, then its three rows one by one.
+    assert store.stats().batch_size_counts == {1: 4, 3: 1}
+
+
+async def test_cancelled_waiting_caller_records_nothing(db):
+    """If a caller is cancelled while its record waits for the batch in flight, then its record is not
+    written, the others are, and the store serves later callers."""
+    store = PgForwardedTransactions(db)
+    answers: dict[str, bool] = {}
+    cancelled: list[str] = []
+
+    async def record(transfer_id: str, scope: trio.CancelScope) -> None:
+        with scope:
+            answers[transfer_id] = await store.record(forwarded(transfer_id))
+        if scope.cancelled_caught:
+            cancelled.append(transfer_id)
+
+    scopes = {name: trio.CancelScope() for name in ("LEADER", "KEPT", "GONE")}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(record, "LEADER", scopes["LEADER"])
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(record, "KEPT", scopes["KEPT"])
+        nursery.start_soon(record, "GONE", scopes["GONE"])
+        await trio.testing.wait_all_tasks_blocked()
+        scopes["GONE"].cancel()
+    assert (answers, cancelled) == ({"LEADER": True, "KEPT": True}, ["GONE"])
+    assert await stored_ids(db) == {"LEADER", "KEPT"}
+    assert await store.record(forwarded("AFTER")) is True
+
+
+async def test_cancelled_leader_still_commits_the_batch(db):
+    """If the caller whose statement is in flight is cancelled, then that statement still commits its rows,
+    and the callers queued behind it are served."""
+    store = PgForwardedTransactions(db)
+    answers: dict[str, bool] = {}
+    leader = trio.CancelScope()
+
+    async def record(transfer_id: str) -> None:
+        answers[transfer_id] = await store.record(forwarded(transfer_id))
+
+    async def lead() -> None:
+        with leader:
+            await store.record(forwarded("LEADER"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lead)
+        await trio.testing.wait_all_tasks_blocked()
+        for name in ("A", "B"):
+            nursery.start_soon(record, name)
+        await trio.testing.wait_all_tasks_blocked()
+        leader.cancel()
+    assert answers == {"A": True, "B": True}
+    assert await stored_ids(db) == {"LEADER", "A", "B"}
