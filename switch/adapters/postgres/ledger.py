@@ -9,11 +9,12 @@ own results. A caller alone never waits for anyone: it finds no batch in flight 
 single pass of the trio scheduler (no timer), which lets the callers woken by the previous batch, who
 are already runnable, join it instead of trailing one batch behind.
 
-How batches run: there is no background task (the ledger has no nursery). The caller that finds the
-ledger idle becomes the leader: it sends batches until its own transfers are done, then hands the
-leadership to the oldest queued call (waking its task) or marks the ledger idle. The leader's database
-call is shielded from cancellation, because other callers' transfers ride in it: cancelling one caller
-never cancels a batch. A waiting caller that is cancelled before its transfers are sent is removed
+How batches run (the scheme is `switch.adapters.postgres.coalesce.Coalescer`, which the
+forwarded-transaction records share): there is no background task (the ledger has no nursery). The caller
+that finds the ledger idle becomes the leader: it sends batches until its own transfers are done, then
+hands the leadership to the oldest queued call (waking its task) or marks the ledger idle. The leader's
+database call is shielded from cancellation, because other callers' transfers ride in it: cancelling one
+caller never cancels a batch. A waiting caller that is cancelled before its transfers are sent is removed
 from the queue (nothing of it is applied); once sent, its transfers are applied or not exactly as if it
 had waited, and an idempotent retry with the same ids reports EXISTS for what was applied.
 
@@ -27,15 +28,15 @@ decision where `ledger_types` leaves room, are those of `switch.domain.ledger_mo
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import trio
 
+from switch.adapters.postgres.coalesce import Coalescer
 from switch.adapters.postgres.db import AnyConnection, Database
 from switch.domain.ledger_model import check_account, check_transfer
 from switch.domain.ledger_types import AccountBalance, LedgerAccount, Transfer, TransferKind, TransferResult
@@ -72,41 +73,17 @@ class GroupCommitStats:
         return self.transfers / self.db_calls if self.db_calls else 0.0
 
 
-@dataclass(eq=False)
-class _Call:
-    """One create_transfers call: its transfers, its results so far, and how its task is woken."""
-
-    transfers: list[Transfer]
-    results: list[TransferResult | None]
-    sent: int = 0  # transfers handed to a batch so far (a call larger than a batch is split)
-    received: int = 0  # results filled in
-    error: BaseException | None = None
-    done: bool = False
-    lead: bool = False  # woken to lead, not because it is done
-    abandoned: bool = False  # its task was cancelled; results are not wanted any more
-    wake: trio.Event = field(default_factory=trio.Event)
-
-
-@dataclass(frozen=True, slots=True)
-class _Piece:
-    call: _Call
-    start: int
-    stop: int
-
-
 class PgLedger:
     """`switch.ports.Ledger` on PostgreSQL, batching concurrent `create_transfers` calls."""
 
     def __init__(self, database: Database, *, batch_size_max: int = 256) -> None:
-        if batch_size_max < 1:
-            raise ValueError("batch_size_max must be at least 1")
+        self._group_commit: Coalescer[Transfer, TransferResult] = Coalescer(
+            self._apply,
+            batch_size_max=batch_size_max,
+            refused=asyncpg.PostgresError,
+            error_for=lambda _: LedgerError("the ledger could not apply the transfers"),
+        )
         self._database = database
-        self._batch_size_max = batch_size_max
-        self._queue: collections.deque[_Call] = collections.deque()
-        self._leading = False  # a task is leading (sending batches); new calls queue behind it
-        self._db_calls = 0
-        self._transfers_sent = 0
-        self._batch_size_counts: collections.Counter[int] = collections.Counter()
 
     # -- the Ledger port --------------------------------------------------------------------------------
 
@@ -132,28 +109,7 @@ class PgLedger:
         """Apply transfers in order, each atomically, batched with concurrent callers' transfers."""
         for transfer in transfers:
             check_transfer(transfer)
-        if not transfers:
-            await trio.lowlevel.checkpoint()
-            return []
-        call = _Call(list(transfers), [None] * len(transfers))
-        self._queue.append(call)
-        if self._leading:
-            try:
-                await call.wake.wait()
-            except BaseException:
-                self._abandon(call)
-                raise
-            fresh = False
-        else:
-            self._leading = True
-            fresh = True
-        if not call.done:
-            await self._lead(call, fresh=fresh)
-        if call.error is not None:
-            raise LedgerError("the ledger could not apply the transfers") from call.error
-        results = [r for r in call.results if r is not None]
-        assert len(results) == len(call.transfers)
-        return results
+        return await self._group_commit.submit(transfers)
 
     async def lookup_transfers(self, transfer_ids: Sequence[str]) -> dict[str, Transfer]:
         if not transfer_ids:
@@ -210,122 +166,19 @@ class PgLedger:
     # -- group commit ------------------------------------------------------------------------------------
 
     def stats(self) -> GroupCommitStats:
+        sent = self._group_commit.stats()
         return GroupCommitStats(
-            db_calls=self._db_calls,
-            transfers=self._transfers_sent,
-            batch_size_counts=dict(self._batch_size_counts),
+            db_calls=sent.sends, transfers=sent.items, batch_size_counts=sent.batch_size_counts
         )
 
-    def _abandon(self, call: _Call) -> None:
-        """The caller's task is gone (cancelled): unsent transfers are dropped, leadership passed on."""
-        call.abandoned = True
-        if call in self._queue and not call.done:
-            self._queue.remove(call)
-        if call.lead and not call.done:
-            # It was woken to lead but never started: somebody else must.
-            self._hand_off()
-
-    async def _lead(self, own: _Call, *, fresh: bool) -> None:
-        """Send batches until `own` is done, then pass the leadership on."""
-        try:
-            # Other callers' transfers ride in every batch: the leader's cancellation must not stop it.
-            with trio.CancelScope(shield=True):
-                if fresh:
-                    # One pass of the scheduler (no timer): the callers that the last batch just woke
-                    # are runnable now and most call again at once; without this, the first of them
-                    # would go alone and batches would alternate between 1 and everyone else.
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                while not own.done:
-                    pieces = self._take_batch()
-                    assert pieces, "the leader's own call is queued until it is done"
-                    await self._send_batch(pieces)
-        finally:
-            self._hand_off()
-
-    def _hand_off(self) -> None:
-        while self._queue and self._queue[0].abandoned:
-            self._queue.popleft()
-        if self._queue:
-            nxt = self._queue[0]
-            nxt.lead = True
-            nxt.wake.set()
-        else:
-            self._leading = False
-
-    def _take_batch(self) -> list[_Piece]:
-        room = self._batch_size_max
-        pieces: list[_Piece] = []
-        while self._queue and room > 0:
-            call = self._queue[0]
-            stop = min(len(call.transfers), call.sent + room)
-            pieces.append(_Piece(call, call.sent, stop))
-            room -= stop - call.sent
-            call.sent = stop
-            if stop == len(call.transfers):
-                self._queue.popleft()
-        return pieces
-
-    async def _send_batch(self, pieces: list[_Piece]) -> None:
-        try:
-            transfers = [t for p in pieces for t in p.call.transfers[p.start : p.stop]]
-            try:
-                results = await self._apply(transfers)
-            except asyncpg.PostgresError:
-                # The whole batch was rolled back. Alone, each call gets its own outcome.
-                if len(pieces) == 1:
-                    raise
-                for piece in pieces:
-                    await self._send_alone(piece)
-                return
-            offset = 0
-            for piece in pieces:
-                size = piece.stop - piece.start
-                self._deliver(piece, results[offset : offset + size])
-                offset += size
-        except BaseException as exc:
-            # Every caller in the batch hears of it (as LedgerError); only interrupts go further.
-            for piece in pieces:
-                self._fail(piece.call, exc)
-            if not isinstance(exc, Exception):
-                raise
-
-    async def _send_alone(self, piece: _Piece) -> None:
-        try:
-            results = await self._apply(piece.call.transfers[piece.start : piece.stop])
-        except asyncpg.PostgresError as exc:
-            self._fail(piece.call, exc)
-        else:
-            self._deliver(piece, results)
-
-    def _deliver(self, piece: _Piece, results: list[TransferResult]) -> None:
-        call = piece.call
-        if call.done:
-            return
-        call.results[piece.start : piece.stop] = results
-        call.received += len(results)
-        if call.received == len(call.transfers):
-            call.done = True
-            call.wake.set()
-
-    def _fail(self, call: _Call, exc: BaseException) -> None:
-        if call.done:
-            return
-        call.error = exc
-        call.done = True
-        if call in self._queue:
-            self._queue.remove(call)  # the rest of a split call is not sent after a failure
-        call.wake.set()
-
     async def _apply(self, transfers: list[Transfer]) -> list[TransferResult]:
+        """One call of ledger_apply_transfers (committed on return): the group commit's `send`."""
         args = _transfer_arrays(transfers)
 
         async def work(conn: AnyConnection) -> list[str]:
             codes: list[str] = await conn.fetchval(_APPLY_SQL, *args)
             return codes
 
-        self._db_calls += 1
-        self._transfers_sent += len(transfers)
-        self._batch_size_counts[len(transfers)] += 1
         codes = await self._database.run(work)
         if len(codes) != len(transfers):
             raise LedgerError(f"ledger_apply_transfers returned {len(codes)} results for {len(transfers)}")

@@ -7,30 +7,32 @@ same moment agree on the network's newest key. Forwarded transactions: one row p
 money, written before the terminal hears the answer, never holding card data (the table refuses it too).
 Nothing here logs a key or a message.
 
-Every forwarded approval records right after its ledger posting, and a round trip through the asyncio
-bridge costs far more than the row, so concurrent `record` calls are coalesced the way the ledger's group
-commit coalesces transfers (switch/adapters/postgres/ledger.py): no timers, no background task; the call
-that finds the store idle leads, lets one pass of the scheduler go by (the purchases released by the
-same ledger batch are runnable and join), sends everything queued in one INSERT, then hands the lead to
-the oldest call queued meanwhile. Each caller returns once the statement carrying its row committed,
-with its own answer (False: that transfer id was recorded before, or earlier in the same batch). The
-leader's statement is shielded from its cancellation (other rows ride in it); a caller cancelled while
-queued is dropped from the queue and nothing of it is written. A statement the server refuses (rolled
-back whole) is sent again row by row, so only the caller whose row caused it sees the error.
+Every forwarded approval records right after its ledger posting, and a round trip through the asyncio bridge
+costs far more than the row, so concurrent `record` calls are coalesced by the group commit that batches the
+ledger's transfers (`switch.adapters.postgres.coalesce.Coalescer`, one item a call): no timers, no
+background task; the call that finds the store idle leads, lets one pass of the scheduler go by (the
+purchases released by the same ledger batch are runnable and join), sends everything queued in one INSERT,
+then hands the lead to the oldest call queued meanwhile. Each caller returns once the statement carrying its
+row committed, with its own answer (False: that transfer id was recorded before, or earlier in the same
+batch). The leader's statement is shielded from its cancellation (other rows ride in it); a caller cancelled
+while queued is dropped from the queue and nothing of it is written. A statement the server refuses (rolled
+back whole) is sent again row by row, so only the caller whose row caused it sees the error. What differs
+from the ledger: a statement carries each transfer id once (`RecordBatchStats` counts the rows it carries,
+not the calls), and an error reaches the caller as raised, not wrapped.
 """
 
 from __future__ import annotations
 
 import collections
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
-import trio
 
+from switch.adapters.postgres.coalesce import Coalescer
 from switch.adapters.postgres.db import AnyConnection, Database
 from switch.domain.translation import CARD_DATA_FIELDS, NetworkKeySet, ZoneKey
 from switch.iso.message import Message
@@ -130,30 +132,22 @@ class RecordBatchStats:
     batch_size_counts: dict[int, int]  # records in a statement -> how many statements had that many
 
 
-@dataclass(eq=False)
-class _Waiter:
-    """One `record` call: its row, its outcome, and how its task is woken."""
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What one `record` call submits: its transfer id and its row."""
 
     transfer_id: str
     row: tuple[Any, ...]
-    inserted: bool = False
-    error: BaseException | None = None
-    done: bool = False
-    lead: bool = False  # woken to lead, not because it is done
-    abandoned: bool = False  # its task was cancelled while queued; nothing of it is sent
-    wake: trio.Event = field(default_factory=trio.Event)
 
 
 class PgForwardedTransactions:
     """The `forwarded_transactions` table, batching concurrent `record` calls into one INSERT."""
 
     def __init__(self, database: Database, *, batch_size_max: int = 256) -> None:
-        if batch_size_max < 1:
-            raise ValueError("batch_size_max must be at least 1")
+        self._batches: Coalescer[_Entry, bool] = Coalescer(
+            self._insert_batch, batch_size_max=batch_size_max, refused=asyncpg.PostgresError
+        )
         self.database = database
-        self._batch_size_max = batch_size_max
-        self._queue: collections.deque[_Waiter] = collections.deque()
-        self._leading = False  # a task is sending batches; new calls queue behind it
         self._statements = 0
         self._records_sent = 0
         self._batch_size_counts: collections.Counter[int] = collections.Counter()
@@ -162,26 +156,11 @@ class PgForwardedTransactions:
         """Keep `entry` (committed when this returns, batched with concurrent calls); False if a record
         with its transfer id exists already, also when that one came earlier in the same batch."""
         row = _row(entry)  # refuses card data before anything is queued
-        waiter = _Waiter(entry.transfer_id, row)
-        self._queue.append(waiter)
-        if self._leading:
-            try:
-                await waiter.wake.wait()
-            except BaseException:
-                self._abandon(waiter)
-                raise
-            fresh = False
-        else:
-            self._leading = True
-            fresh = True
-        if not waiter.done:
-            await self._lead(waiter, fresh=fresh)
-        if waiter.error is not None:
-            # The statement's own error (a batch refused by the server is retried row by row, so a
-            # refusal reaches only the caller whose row caused it); a lost connection reaches every
-            # caller of its batch, whose outcome is then unknown, as for a single INSERT.
-            raise waiter.error
-        return waiter.inserted
+        # A refusal of the statement is retried row by row, so it reaches only the caller whose row caused
+        # it; a lost connection reaches every caller of its batch, whose outcome is then unknown, as for a
+        # single INSERT.
+        (inserted,) = await self._batches.submit([_Entry(entry.transfer_id, row)])
+        return inserted
 
     async def find(self, transfer_id: str) -> ForwardedRecord | None:
         row = await self.database.fetchrow(
@@ -211,97 +190,19 @@ class PgForwardedTransactions:
             batch_size_counts=dict(self._batch_size_counts),
         )
 
-    # -- batching (the same leader scheme as the ledger's group commit) ----------------------------------
-
-    def _abandon(self, waiter: _Waiter) -> None:
-        """The caller's task is gone (cancelled): an unsent record is dropped, leadership passed on."""
-        waiter.abandoned = True
-        if not waiter.done and waiter in self._queue:
-            self._queue.remove(waiter)
-        if waiter.lead and not waiter.done:
-            # It was woken to lead but never started: somebody else must.
-            self._hand_off()
-
-    async def _lead(self, own: _Waiter, *, fresh: bool) -> None:
-        """Send batches until `own` is done, then pass the leadership on."""
-        try:
-            # Other callers' records ride in every batch: the leader's cancellation must not stop it.
-            with trio.CancelScope(shield=True):
-                if fresh:
-                    # One pass of the scheduler (no timer): the purchases that the ledger's last batch
-                    # just released are runnable now and record at once; they join this batch.
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                while not own.done:
-                    batch = self._take_batch()
-                    assert batch, "the leader's own record is queued until it is done"
-                    await self._send_batch(batch)
-        finally:
-            self._hand_off()
-
-    def _hand_off(self) -> None:
-        while self._queue and self._queue[0].abandoned:
-            self._queue.popleft()
-        if self._queue:
-            nxt = self._queue[0]
-            nxt.lead = True
-            nxt.wake.set()
-        else:
-            self._leading = False
-
-    def _take_batch(self) -> list[_Waiter]:
-        batch: list[_Waiter] = []
-        while self._queue and len(batch) < self._batch_size_max:
-            batch.append(self._queue.popleft())
-        return batch
-
-    async def _send_batch(self, batch: list[_Waiter]) -> None:
-        try:
-            # A transfer id twice in one batch: the first is sent, the later ones find it there (False).
-            first: dict[str, _Waiter] = {}
-            for waiter in batch:
-                first.setdefault(waiter.transfer_id, waiter)
-            try:
-                inserted = await self._insert([w.row for w in first.values()])
-            except asyncpg.PostgresError:
-                # The statement was rolled back as a whole. Alone, each row gets its own outcome.
-                if len(batch) == 1:
-                    raise
-                for waiter in batch:
-                    await self._send_alone(waiter)
-                return
-            for waiter in batch:
-                self._deliver(waiter, first[waiter.transfer_id] is waiter and waiter.transfer_id in inserted)
-        except BaseException as exc:
-            # Every caller still waiting in the batch hears of it; only interrupts go further.
-            for waiter in batch:
-                self._fail(waiter, exc)
-            if not isinstance(exc, Exception):
-                raise
-
-    async def _send_alone(self, waiter: _Waiter) -> None:
-        try:
-            inserted = await self._insert([waiter.row])
-        except asyncpg.PostgresError as exc:
-            self._fail(waiter, exc)
-        else:
-            self._deliver(waiter, waiter.transfer_id in inserted)
-
-    def _deliver(self, waiter: _Waiter, inserted: bool) -> None:
-        if waiter.done:
-            return
-        waiter.inserted = inserted
-        waiter.done = True
-        waiter.wake.set()
-
-    def _fail(self, waiter: _Waiter, exc: BaseException) -> None:
-        if waiter.done:
-            return
-        waiter.error = exc
-        waiter.done = True
-        waiter.wake.set()
+    async def _insert_batch(self, entries: list[_Entry]) -> list[bool]:
+        """One INSERT for a batch (the coalescer's `send`): per entry, whether its row was inserted."""
+        # A transfer id twice in one batch: the first is sent, the later ones find it there (False).
+        first: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            first.setdefault(entry.transfer_id, i)
+        inserted = await self._insert([entries[i].row for i in first.values()])
+        return [first[e.transfer_id] == i and e.transfer_id in inserted for i, e in enumerate(entries)]
 
     async def _insert(self, rows: list[tuple[Any, ...]]) -> set[str]:
         """INSERT the rows in one statement (committed on return); the transfer ids actually inserted."""
+        # Counted here, not by the coalescer: a statement carries each transfer id once, so it may hold
+        # fewer rows than its batch had calls.
         self._statements += 1
         self._records_sent += len(rows)
         self._batch_size_counts[len(rows)] += 1
