@@ -4,6 +4,17 @@ Everything asyncpg touches (pool, connections, records' creation) stays on the l
 calls `fetch`/`execute`/... or hands a whole unit of work to `run`/`transaction`, which executes it on
 the loop with one pooled connection. Units of work are asyncio coroutine functions that take a
 connection, so a batch of statements costs one bridge crossing, not one per statement.
+
+Returning a connection to the pool costs no round trip. asyncpg's default reset on release sends
+`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` and waits for it: one more round trip
+per unit of work, as many as the work itself for the ledger's one-statement batches, and the caller waits
+for it. The pool here keeps only the part of the reset that is free or needed (asyncpg's own: a
+transaction left open is rolled back, listeners dropped), which holds because of a rule for every unit of
+work: leave no session state behind. No `SET` (use `SET LOCAL` inside a transaction, or a function's `SET`
+clause), no `LISTEN` (listening.py holds its own connections), no session advisory lock that is not
+unlocked before the work returns (migrate.py unlocks in `finally`; `pg_advisory_xact_lock` needs nothing),
+no `DECLARE ... WITH HOLD`. (The connection's startup settings, `statement_timeout` and the application
+name, are what `RESET ALL` would go back to anyway.)
 """
 
 from __future__ import annotations
@@ -32,6 +43,10 @@ class DatabaseSettings:
     connect_timeout_s: float = 10.0
     statement_timeout_ms: int = 5000
     application_name: str = "switchd"
+
+
+async def _keep_session(_conn: AnyConnection) -> None:
+    """The pool's reset on release beyond asyncpg's own rollback: nothing (see the module's rule)."""
 
 
 class Database:
@@ -64,6 +79,7 @@ class Database:
                 max_size=s.pool_size_max,
                 timeout=s.connect_timeout_s,
                 server_settings=server_settings,
+                reset=_keep_session,
             )
 
         try:
