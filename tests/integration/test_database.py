@@ -43,6 +43,38 @@ async def test_transaction_rolls_back_on_error(db):
     assert await db.fetchval("SELECT count(*) FROM switch_meta WHERE key = 'k'") == 0
 
 
+async def test_a_pooled_connection_comes_back_clean(database_url):
+    """If a unit of work leaves a transaction open or runs migrations, then the next unit on the same pooled
+    connection finds no transaction, no advisory lock and an ordinary session (the pool skips asyncpg's
+    reset query, so this is what keeps it safe)."""
+    db = Database(DatabaseSettings(dsn=database_url, pool_size_min=1, pool_size_max=1))
+    await db.open()
+    try:
+        pid = await db.fetchval("SELECT pg_backend_pid()")
+
+        async def leave_open(conn):
+            await conn.execute("BEGIN")
+            await conn.execute("INSERT INTO switch_meta (key, value) VALUES ('left', 'open')")
+
+        await db.run(leave_open)
+        await db.run(apply_migrations)
+
+        async def inspect(conn):
+            return (
+                await conn.fetchval("SELECT pg_backend_pid()"),
+                conn.is_in_transaction(),
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                ),
+                await conn.fetchval("SELECT count(*) FROM switch_meta WHERE key = 'left'"),
+                await conn.fetchval("SHOW statement_timeout"),
+            )
+
+        assert await db.run(inspect) == (pid, False, 0, 0, "5s")
+    finally:
+        await db.close()
+
+
 async def test_database_errors_surface(db):
     """If SQL is invalid, then asyncpg's error reaches the trio caller."""
     with pytest.raises(asyncpg.PostgresSyntaxError):
