@@ -715,10 +715,17 @@ class Authorizer:
             return self._finish(ctx, Result.APPROVED)
         ctx.currency = first.currency
         ctx.transfer_id = f"rev:{original_id}"
+        actual = parse_replacement_amount(request.get(95))
         if first.kind is TransferKind.PENDING:
+            if actual is not None and actual > 0:
+                # A partial reversal of a pre-authorization: the merchant still means to complete it for
+                # `actual`. The ledger cannot shrink a hold, and voiding it would make that completion
+                # fail (the merchant would lose a guaranteed payment), so the hold stays as it is: its
+                # completion posts what is completed and releases the rest, or its expiry releases it all.
+                ctx.transfer_id = None
+                return self._finish(ctx, Result.APPROVED)
             transfer = _resolve_pending(ctx.transfer_id, first, TransferKind.VOID_PENDING, first.amount)
         else:
-            actual = parse_replacement_amount(request.get(95))
             amount = first.amount - actual if actual is not None else first.amount
             if amount <= 0:
                 return self._finish(ctx, Result.APPROVED)  # everything was dispensed: nothing to give back

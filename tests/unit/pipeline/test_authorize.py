@@ -236,6 +236,30 @@ async def test_preauth_cancel_releases_the_hold(world):
     assert await world.available() == 100_000
 
 
+async def test_partial_reversal_of_a_preauth_keeps_the_hold_for_its_completion(world):
+    """If a pre-auth of 50.00 is partially reversed to 30.00 (field 95), then the hold stays, the completion
+    for 30.00 is approved and posts 30.00, and the rest is released; a 95 of zero voids the hold."""
+    preauth = world.request("0100", "000000", 5000)
+    assert (await world.send(preauth))[39] == "00"
+    partial = world.request(
+        "0400", "000000", 5000, pin=None, extra={90: original_data(preauth), 95: f"{3000:012d}" + "0" * 30}
+    )
+    answer = await world.send(partial)
+    assert answer[39] == "00" and answer.get(38) is None  # acknowledged, no effect of its own
+    assert await world.available() == 100_000 - 5000
+    completion = world.request("0220", "000000", 3000, pin=None, extra={90: original_data(preauth)})
+    assert (await world.send(completion))[39] == "00"
+    assert await world.available() == 100_000 - 3000
+
+    second = world.request("0100", "000000", 2000)
+    assert (await world.send(second))[39] == "00"
+    nothing_used = world.request(
+        "0400", "000000", 2000, pin=None, extra={90: original_data(second), 95: "0" * 42}
+    )
+    assert (await world.send(nothing_used))[39] == "00"
+    assert await world.available() == 100_000 - 3000
+
+
 async def test_void_of_a_purchase(world):
     """If a purchase is voided by field 90, then the money returns."""
     purchase = world.request(amount=2500)
