@@ -4,7 +4,10 @@
 - `card show PAN`: masked PAN, status, product, expiry, PIN tries, accounts with balances.
 - `card block PAN` / `card unblock PAN`: status blocked / active.
 - `hotlist add|remove|list`, `blacklist add|remove|list`: the lists the pipeline checks.
-- `prepaid topup PAN AMOUNT`: a posted ledger transfer from the bank funding account to the card's wallet.
+- `prepaid topup PAN AMOUNT [--id ID]`: a posted ledger transfer from the bank funding account to the card's
+  wallet. The ledger applies a transfer id once, so a top-up that is run again with the same `--id` (after
+  a timeout, a lost terminal, a crash) loads nothing twice; without `--id` each run is a new top-up, and
+  the id it used is printed so that a retry can name it.
 
 Block, unblock and list changes return only once every running switchd has confirmed it dropped what
 it cached about them, so they hold for the very next request (`PgDirectory`; after 5 s without a
@@ -19,6 +22,7 @@ time. Exit codes: 0 done, 1 not found or refused, 2 usage or environment error.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -117,10 +121,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     topup.add_argument("pan", metavar="PAN")
     topup.add_argument("amount", metavar="AMOUNT", help="major units, at most 2 decimals (e.g. 25.50)")
     topup.add_argument("--from-account", type=int, default=FUNDING_ACCOUNT_ID, help="ledger account to debit")
+    topup.add_argument(
+        "--id",
+        dest="topup_id",
+        help="this top-up's own id (1-48 of A-Z a-z 0-9 . _ : -); run again with the same id, it loads once",
+    )
     topup.set_defaults(func=_run(_prepaid_topup))
 
 
 # --- plumbing -------------------------------------------------------------------------------------------
+
+
+_TOPUP_ID = re.compile(r"[A-Za-z0-9._:-]{1,48}")
 
 
 class _Refused(Exception):
@@ -312,6 +324,9 @@ async def _blacklist_list(ctx: _Context) -> int:
 async def _prepaid_topup(ctx: _Context) -> int:
     pan = _pan(ctx.args.pan)
     amount = _minor_units(ctx.args.amount)
+    topup_id = ctx.args.topup_id if ctx.args.topup_id is not None else uuid.uuid4().hex
+    if not _TOPUP_ID.fullmatch(topup_id):
+        raise _Refused("--id must be 1 to 48 of the characters A-Z a-z 0-9 . _ : -")
     record = await ctx.directory.card_record(pan)
     if record is None:
         raise _Refused(f"no card {pan.masked}")
@@ -319,7 +334,7 @@ async def _prepaid_topup(ctx: _Context) -> int:
     if wallet is None:
         raise _Refused(f"card {pan.masked} has no prepaid account")
     transfer = Transfer(
-        transfer_id=f"topup:{uuid.uuid4().hex}",
+        transfer_id=f"topup:{topup_id}",
         kind=TransferKind.POSTED,
         debit_account_id=ctx.args.from_account,
         credit_account_id=wallet.account_id,
@@ -328,8 +343,13 @@ async def _prepaid_topup(ctx: _Context) -> int:
         reference=f"switchctl prepaid topup card {record.card.card_id}",
     )
     [result] = await ctx.ledger.create_transfers([transfer])
-    if result is not TransferResult.OK:
-        raise _Refused(f"top-up refused by the ledger: {result.value}")
+    if result is TransferResult.EXISTS_WITH_DIFFERENT_FIELDS:
+        raise _Refused(f"top-up id {topup_id} was used for a different top-up: nothing loaded")
+    if result not in (TransferResult.OK, TransferResult.EXISTS):
+        raise _Refused(f"top-up {topup_id} refused by the ledger: {result.value}")
     balance = (await ctx.ledger.balances([wallet.account_id]))[wallet.account_id]
-    print(f"topped up {pan.masked} by {_money(amount)}; available {_money(balance.available)}")
+    done = "topped up" if result is TransferResult.OK else "already topped up (nothing loaded again):"
+    print(
+        f"{done} {pan.masked} by {_money(amount)}; available {_money(balance.available)}; top-up id {topup_id}"
+    )
     return EXIT_OK

@@ -89,6 +89,18 @@ def test_issuing_commands_end_to_end(switchctl: Run) -> None:
     code, _, err = run("prepaid", "topup", DEBIT_PAN, "1")
     assert code == 1 and "no prepaid account" in err
 
+    # A top-up run again with its id loads once; the same id for another amount is refused.
+    code, out, _ = run("prepaid", "topup", PREPAID_PAN, "10", "--id", "order-77")
+    assert code == 0 and "topped up" in out and "available 535.50" in out and "top-up id order-77" in out
+    code, out, _ = run("prepaid", "topup", PREPAID_PAN, "10", "--id", "order-77")
+    assert code == 0 and "already topped up" in out and "available 535.50" in out
+    code, _, err = run("prepaid", "topup", PREPAID_PAN, "11", "--id", "order-77")
+    assert code == 1 and "used for a different top-up" in err
+    code, _, err = run("prepaid", "topup", PREPAID_PAN, "1", "--id", "no spaces")
+    assert code == 1 and "--id must be" in err
+    code, out, _ = run("card", "show", PREPAID_PAN)
+    assert "535.50" in out
+
 
 def test_bad_input_is_refused_without_echoing_the_pan(switchctl: Run) -> None:
     """If the PAN fails Luhn, is unknown, or the amount is malformed, then exit 1 with a safe message."""
