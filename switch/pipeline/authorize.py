@@ -37,7 +37,7 @@ import trio
 
 from switch.domain.dukpt import KsnProblem, KsnReplayGuard, ksn_for_request, parse_field53
 from switch.domain.ledger_types import Transfer, TransferKind, TransferResult
-from switch.domain.model import AccountKind, Card, CardStatus, Merchant, PinMethod, Terminal
+from switch.domain.model import AccountKind, Card, CardStatus, Merchant, Pan, PinMethod, Terminal
 from switch.domain.results import TERMINAL_RESPONSE_CODES, Result
 from switch.domain.routing import ON_US, DecisionKind, decide
 from switch.domain.transactions import (
@@ -706,12 +706,25 @@ class Authorizer:
             return True
         return await self.directory.card_by_pan(ctx.card_data.pan) is None
 
+    async def _card_took_part(self, pan: Pan, transfer: Transfer) -> bool:
+        """Is one of the transfer's two accounts an account of the card with this PAN?"""
+        card = await self.directory.card_by_pan(pan)
+        if card is None:
+            return False
+        accounts = {account.account_id for account in card.accounts}
+        return transfer.debit_account_id in accounts or transfer.credit_account_id in accounts
+
     async def _reverse_original(self, ctx: _Context, original_id: str) -> Outcome:
         """Cancel the ledger transfer `original_id` once; unknown or already reversed is acknowledged."""
         request = ctx.request
         found = await self.ledger.lookup_transfers([original_id])
         first = found.get(original_id)
         if first is None:
+            return self._finish(ctx, Result.APPROVED)
+        if ctx.card_data is not None and not await self._card_took_part(ctx.card_data.pan, first):
+            # The reversal names a card (2 or 35) that is not the original's: it is not a reversal of
+            # that original, so, like one of an unknown original, it is acknowledged without effect.
+            log.warning("reversal card does not match its original", original=original_id)
             return self._finish(ctx, Result.APPROVED)
         ctx.currency = first.currency
         ctx.transfer_id = f"rev:{original_id}"

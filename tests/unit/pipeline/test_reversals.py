@@ -4,10 +4,13 @@ directory, in-process HSM; no I/O."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
 
+from specs.demo import demo_pan
+from switch.domain.model import Account, AccountKind
 from tests.unit.pipeline.world import MERCHANT_ACCOUNT, NOW, World
 
 
@@ -29,6 +32,26 @@ async def test_reversal_without_field_90_matches_by_terminal_stan_and_time(world
     reversal = world.request("0400", "000000", 2000, stan="000500", pin=None)
     response = await world.send(reversal)
     assert (response.mti, response[39]) == ("0410", "00")
+    assert await world.available() == 100_000
+
+
+async def test_reversal_naming_another_card_has_no_effect(world):
+    """If a reversal names the original by field 90 but carries another card (ours or unknown), then it is
+    acknowledged without effect, and the reversal with the original's own card still gives the money back."""
+    other_pan = demo_pan("990001", 77)
+    world.directory.cards[other_pan] = dataclasses.replace(
+        world.card, card_id=2, accounts=(Account(9_999, AccountKind.SAVINGS, 840),)
+    )
+    purchase = world.request(amount=2000)
+    assert (await world.send(purchase))[39] == "00"
+    for pan in (other_pan, demo_pan("990001", 78)):
+        wrong = world.request(
+            "0400", "000000", 2000, pin=None, track2=world.track2(pan), extra={90: original_data(purchase)}
+        )
+        assert (await world.send(wrong))[39] == "00"
+        assert await world.available() == 100_000 - 2000
+    right = world.request("0400", "000000", 2000, pin=None, extra={90: original_data(purchase)})
+    assert (await world.send(right))[39] == "00"
     assert await world.available() == 100_000
 
 
