@@ -34,9 +34,9 @@ from specs import demo
 from specs.demo_networks import NETWORKS, network
 from switch.cli.demo_seed import card_account_ids
 from switch.pipeline.forward import network_settlement_account_id
-from tests.e2e.support import Switchd, Terminal, pos, sql, start_switchd
+from tests.e2e.support import Switchd, Terminal, pos, sql, start_switchd, switchd_process
 from tests.fixtures.pg import PgServer
-from tests.integration.test_switchd import ProcessOutput, base_env, stop_process
+from tests.integration.test_switchd import ProcessOutput, stop_process
 
 NETWORK_NAMES = tuple(n.name for n in NETWORKS)
 # Short link timings: a test waits seconds, not the production minutes, for what a fault makes happen.
@@ -194,35 +194,6 @@ class FixtureBody:
     def __exit__(self, *_: object) -> None:
         for _ in self._body:
             pass
-
-
-def switchd_process(dsn: str, var_dir: Path, **settings: str) -> Iterator[Switchd]:
-    """`switchd run --demo` on an existing database (a restart keeps the queue, keys and ledger); stopped
-    with SIGTERM at the end unless the test stopped it. For restart scenarios: stop the module's switchd
-    (`proc.send_signal`), then run this on its `dsn`."""
-    env = base_env(
-        SWITCH_DATABASE_URL=dsn, SWITCH_SWITCH_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", **settings
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "switch.cli.switchd", "run", "--demo"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=var_dir,
-    )
-    output = ProcessOutput(proc)
-    try:
-        ready = output.ready(60)
-        host, port = ready["terminal"].rsplit(":", 1)
-        yield Switchd(host=host, port=int(port), metrics_address=ready["metrics"], dsn=dsn, output=output)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        finally:
-            stop_process(proc, output)
 
 
 async def restart_switchd(

@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -45,12 +46,10 @@ class Switchd:
     sent: list[Message] = field(default_factory=list)  # every request a test sent (for the log check)
 
 
-def start_switchd(pg_server: PgServer, var_dir: Path, **settings: str) -> Iterator[Switchd]:
-    """Body of a module fixture: a fresh database, `switchd run --demo` on it (with `SWITCH_*` settings),
-    stopped at the end."""
-    name = f"e2e_{os.getpid()}_{next(_databases)}"
-    pg_server.admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-    dsn = pg_server.dsn(name)
+def switchd_process(dsn: str, var_dir: Path, **settings: str) -> Iterator[Switchd]:
+    """Body of a fixture: `switchd run --demo` on an existing database (with `SWITCH_*` settings); a
+    restart on the same `dsn` keeps the queue, keys and ledger. Stopped with SIGTERM at the end unless the
+    test stopped it (restart scenarios stop the module's switchd with `proc.send_signal`)."""
     env = base_env(
         SWITCH_DATABASE_URL=dsn, SWITCH_SWITCH_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", **settings
     )
@@ -68,12 +67,22 @@ def start_switchd(pg_server: PgServer, var_dir: Path, **settings: str) -> Iterat
         host, port = ready["terminal"].rsplit(":", 1)
         yield Switchd(host=host, port=int(port), metrics_address=ready["metrics"], dsn=dsn, output=output)
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         finally:
             stop_process(proc, output)
-            pg_server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def start_switchd(pg_server: PgServer, var_dir: Path, **settings: str) -> Iterator[Switchd]:
+    """Body of a module fixture: a fresh database, `switchd_process` on it, the database dropped at the end."""
+    name = f"e2e_{os.getpid()}_{next(_databases)}"
+    pg_server.admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    try:
+        yield from switchd_process(pg_server.dsn(name), var_dir, **settings)
+    finally:
+        pg_server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def pos(n: int) -> TerminalIdentity:

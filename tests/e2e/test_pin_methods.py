@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import itertools
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,50 +22,19 @@ from simulators.messages import DukptPinPad, TerminalIdentity, TransactionReques
 from simulators.terminal import open_terminal
 from specs import demo
 from switch.iso.message import Message
-from tests.fixtures.pg import TEMPLATE, PgServer
-from tests.integration.test_switchd import ProcessOutput, base_env, stop_process
+from tests.e2e.support import Switchd, start_switchd
+from tests.fixtures.pg import PgServer
 
 TMK = bytes.fromhex(demo.DEMO_TMK_HEX)
 BDK = bytes.fromhex(demo.DEMO_BDK_HEX)
 DKPOS, DKATM = "DKPOS001", "DKATM001"
 IBM_CARD = demo.demo_pan(demo.IBM_BIN, 1)
-_names = itertools.count(1)
-
-
-class Switchd:
-    def __init__(self, port: int, dsn: str, output: ProcessOutput) -> None:
-        self.port = port
-        self.dsn = dsn
-        self.output = output
 
 
 @pytest.fixture(scope="module")
 def switchd(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Switchd]:
     """One switchd for the module (starting one costs seconds), on a fresh database it seeds itself."""
-    name = f"e2e_pin_{os.getpid()}_{next(_names)}"
-    pg_server.admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-    dsn = pg_server.dsn(name)
-    var_dir = tmp_path_factory.mktemp("switchd")
-    env = base_env(SWITCH_DATABASE_URL=dsn, SWITCH_SWITCH_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "switch.cli.switchd", "run", "--demo"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=var_dir,
-    )
-    output = ProcessOutput(proc)
-    try:
-        ready = output.ready(60)
-        yield Switchd(int(ready["terminal"].rsplit(":", 1)[1]), dsn, output)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        finally:
-            stop_process(proc, output)
-            pg_server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield from start_switchd(pg_server, tmp_path_factory.mktemp("switchd"))
 
 
 def sim(profile: Any, port: int, *args: str) -> tuple[int, list[dict[str, Any]]]:
