@@ -6,8 +6,8 @@
 - `hotlist add|remove|list`, `blacklist add|remove|list`: the lists the pipeline checks.
 - `prepaid topup PAN AMOUNT [--id ID]`: a posted ledger transfer from the bank funding account to the card's
   wallet. The ledger applies a transfer id once, so a top-up that is run again with the same `--id` (after
-  a timeout, a lost terminal, a crash) loads nothing twice; without `--id` each run is a new top-up, and
-  the id it used is printed so that a retry can name it.
+  a timeout, a lost terminal, a crash) loads nothing twice; without `--id` each run is a new top-up with
+  a random id (so give `--id` whenever a run may have to be repeated). The id is printed either way.
 
 Block, unblock and list changes return only once every running switchd has confirmed it dropped what
 it cached about them, so they hold for the very next request (`PgDirectory`; after 5 s without a
