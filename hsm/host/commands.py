@@ -475,6 +475,8 @@ def _verify_ibm(vault: KeyVault, r: FieldReader, pin_key_type: KeyType) -> str:
     pin = pinblock.decrypt_pin_block(block, _pan(account), fmt, pin_key)
     if len(pin) > pin_length_max:
         raise HostError("24", "PIN longer than the maximum PIN length")
+    if len(pin) < check_length:
+        raise HostError("01", "PIN verification failure")  # fewer digits than are checked (as GO)
     if not pinverify.ibm3624_verify(pvk, validation, pin, offset, table, check_length):
         raise HostError("01", "PIN verification failure")
     return ""

@@ -466,6 +466,10 @@ CASES += [
     Case("DA invalid PIN block", "DA", f"{W_TPK}{W_PVK}12{GARBAGE_BLOCK}01{_DA_TAIL}", "20"),
     Case("DA PIN longer than maximum", "DA", f"{W_TPK}{W_PVK}04{LONG_PIN_BLOCK}01{_DA_TAIL}", "24"),
     Case("DA check length 00", "DA", f"{W_TPK}{W_PVK}12{TPK_BLOCK}0100{_DA_TAIL[2:]}", "15"),
+    # A check length above the PIN's length cannot match: a verification failure, as for GO.
+    Case(
+        "DA check length above the PIN length", "DA", f"{W_TPK}{W_PVK}12{TPK_BLOCK}0106{_DA_TAIL[2:]}", "01"
+    ),
     Case("EA ZPK parity", "EA", f"{W_ZPK_BAD_PARITY}{W_PVK}12{ZPK_BLOCK}01{_DA_TAIL}", "10"),
     Case("DC TPK parity", "DC", f"{W_TPK_BAD_PARITY}{W_PVK}{TPK_BLOCK}01{ACCOUNT}1{PVV}", "10"),
     Case("DC invalid PIN block", "DC", f"{W_TPK}{W_PVK}{GARBAGE_BLOCK}01{ACCOUNT}1{PVV}", "20"),
