@@ -34,6 +34,8 @@ __all__ = [
     "Transfer",
     "TransferKind",
     "TransferResult",
+    "resolve_pending",
+    "reverse_posted",
 ]
 
 
@@ -119,3 +121,33 @@ class AccountBalance:
     def ledger_balance(self) -> int:
         """Posted balance of a liability-style cardholder account: credits - debits."""
         return self.credits_posted - self.debits_posted
+
+
+def resolve_pending(
+    transfer_id: str, pending: Transfer, kind: TransferKind, amount: int, *, reference: str | None = None
+) -> Transfer:
+    """Post (all or part of) or void a pending transfer: same accounts, pointing at it."""
+    return Transfer(
+        transfer_id=transfer_id,
+        kind=kind,
+        debit_account_id=pending.debit_account_id,
+        credit_account_id=pending.credit_account_id,
+        amount=amount,
+        currency=pending.currency,
+        pending_id=pending.transfer_id,
+        reference=reference if reference is not None else f"{kind.value} of {pending.transfer_id}",
+    )
+
+
+def reverse_posted(transfer_id: str, original: Transfer, amount: int) -> Transfer:
+    """Give back (all or part of) a posted transfer: accounts swapped, at most once per original."""
+    return Transfer(
+        transfer_id=transfer_id,
+        kind=TransferKind.POSTED,
+        debit_account_id=original.credit_account_id,
+        credit_account_id=original.debit_account_id,
+        amount=amount,
+        currency=original.currency,
+        reverses_id=original.transfer_id,
+        reference=f"reversal of {original.transfer_id}",
+    )

@@ -36,7 +36,7 @@ from typing import Protocol
 import trio
 
 from switch.domain.dukpt import KsnProblem, KsnReplayGuard, ksn_for_request, parse_field53
-from switch.domain.ledger_types import Transfer, TransferKind, TransferResult
+from switch.domain.ledger_types import Transfer, TransferKind, TransferResult, resolve_pending, reverse_posted
 from switch.domain.model import AccountKind, Card, CardStatus, Merchant, Pan, PinMethod, Terminal
 from switch.domain.results import TERMINAL_RESPONSE_CODES, Result
 from switch.domain.routing import ON_US, DecisionKind, decide
@@ -643,9 +643,9 @@ class Authorizer:
             return self._finish(ctx, Result.RECORD_NOT_FOUND)
         ctx.transfer_id = ctx.own_id
         if t is TransactionType.COMPLETION:
-            transfer = _resolve_pending(ctx.transfer_id, first, TransferKind.POST_PENDING, ctx.amount)
+            transfer = resolve_pending(ctx.transfer_id, first, TransferKind.POST_PENDING, ctx.amount)
         else:
-            transfer = _reverse_posted(ctx.transfer_id, first, min(ctx.amount, first.amount))
+            transfer = reverse_posted(ctx.transfer_id, first, min(ctx.amount, first.amount))
         (outcome,) = await self.ledger.create_transfers([transfer])
         if outcome in (TransferResult.OK, TransferResult.EXISTS):
             return self._finish(ctx, Result.APPROVED)
@@ -737,12 +737,12 @@ class Authorizer:
                 # completion posts what is completed and releases the rest, or its expiry releases it all.
                 ctx.transfer_id = None
                 return self._finish(ctx, Result.APPROVED)
-            transfer = _resolve_pending(ctx.transfer_id, first, TransferKind.VOID_PENDING, first.amount)
+            transfer = resolve_pending(ctx.transfer_id, first, TransferKind.VOID_PENDING, first.amount)
         else:
             amount = first.amount - actual if actual is not None else first.amount
             if amount <= 0:
                 return self._finish(ctx, Result.APPROVED)  # everything was dispensed: nothing to give back
-            transfer = _reverse_posted(ctx.transfer_id, first, amount)
+            transfer = reverse_posted(ctx.transfer_id, first, amount)
             if first.kind is TransferKind.POST_PENDING or first.reverses_id is not None:
                 # The ledger reverses only plain posted transfers, not a completion nor a void (itself a
                 # reversal); those are undone by a plain transfer the other way. Its id ("rev:" + the
@@ -1079,34 +1079,6 @@ def _account_kind(code: str) -> AccountKind:
         return AccountKind(code)
     except ValueError:
         return AccountKind.DEFAULT
-
-
-def _resolve_pending(transfer_id: str, pending: Transfer, kind: TransferKind, amount: int) -> Transfer:
-    """Post (all or part of) or void a pending transfer: same accounts, pointing at it."""
-    return Transfer(
-        transfer_id=transfer_id,
-        kind=kind,
-        debit_account_id=pending.debit_account_id,
-        credit_account_id=pending.credit_account_id,
-        amount=amount,
-        currency=pending.currency,
-        pending_id=pending.transfer_id,
-        reference=f"{kind.value} of {pending.transfer_id}",
-    )
-
-
-def _reverse_posted(transfer_id: str, original: Transfer, amount: int) -> Transfer:
-    """Give back (all or part of) a posted transfer: accounts swapped, at most once per original."""
-    return Transfer(
-        transfer_id=transfer_id,
-        kind=TransferKind.POSTED,
-        debit_account_id=original.credit_account_id,
-        credit_account_id=original.debit_account_id,
-        amount=amount,
-        currency=original.currency,
-        reverses_id=original.transfer_id,
-        reference=f"reversal of {original.transfer_id}",
-    )
 
 
 def _identity(request: Message) -> str | None:

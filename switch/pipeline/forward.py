@@ -37,7 +37,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from switch.domain.ledger_types import LedgerAccount, Transfer, TransferKind, TransferResult
+from switch.domain.ledger_types import (
+    LedgerAccount,
+    Transfer,
+    TransferKind,
+    TransferResult,
+    resolve_pending,
+    reverse_posted,
+)
 from switch.domain.model import Pan
 from switch.domain.results import Result
 from switch.domain.routing import RouteDecision
@@ -620,27 +627,15 @@ def _reversal_transfer(original: Transfer, replacement_amount: int | None) -> Tr
     it, or what exceeds `replacement_amount`), at most once (its id is "rev:" + the original's)."""
     transfer_id = _reversal_transfer_id(original.transfer_id)
     if original.kind is TransferKind.PENDING:
-        return Transfer(
-            transfer_id=transfer_id,
-            kind=TransferKind.VOID_PENDING,
-            debit_account_id=original.debit_account_id,
-            credit_account_id=original.credit_account_id,
-            amount=original.amount,
-            currency=original.currency,
-            pending_id=original.transfer_id,
+        return resolve_pending(
+            transfer_id,
+            original,
+            TransferKind.VOID_PENDING,
+            original.amount,
             reference=f"void of {original.transfer_id}",
         )
     amount = original.amount - replacement_amount if replacement_amount is not None else original.amount
-    return Transfer(
-        transfer_id=transfer_id,
-        kind=TransferKind.POSTED,
-        debit_account_id=original.credit_account_id,
-        credit_account_id=original.debit_account_id,
-        amount=amount,
-        currency=original.currency,
-        reverses_id=original.transfer_id,
-        reference=f"reversal of {original.transfer_id}",
-    )
+    return reverse_posted(transfer_id, original, amount)
 
 
 def _reversal_transfer_id(transfer_id: str) -> str:
