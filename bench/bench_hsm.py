@@ -18,6 +18,7 @@ from pathlib import Path
 
 import trio
 
+from bench.common import option
 from hsm.client import HsmClient, InProcessTransport, TcpTransport
 from hsm.crypto import pinblock, pinverify
 from hsm.host.processor import HostCommandProcessor
@@ -62,13 +63,6 @@ def _requests() -> dict[str, tuple[str, str]]:
         "DC": ("DC", f"{tpk}{pvk}{tpk_block}01{_ACCOUNT}1{pvv}"),
         "EC": ("EC", f"{zpk}{pvk}{zpk_block}01{_ACCOUNT}1{pvv}"),
     }
-
-
-def _option(args: list[str], name: str, default: float) -> float:
-    for arg in args:
-        if arg.startswith(f"--{name}="):
-            return float(arg.split("=", 1)[1])
-    return default
 
 
 def _direct(processor: HostCommandProcessor, command: str, fields: str, seconds: float) -> float:
@@ -140,8 +134,8 @@ def _tcp_with_server(
 
 
 def run(args: list[str]) -> None:
-    seconds = _option(args, "seconds", 2.0)
-    connections = int(_option(args, "connections", 8))
+    seconds = option(args, "seconds", 2.0)
+    connections = int(option(args, "connections", 8))
     requests = _requests()
     processor = HostCommandProcessor(KeyVault(VariantLmk.test_lmk()))
     in_process: dict[str, float] = {}

@@ -18,7 +18,6 @@ processes, default 1), --low-rate R.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -29,11 +28,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import trio
 
+from bench.common import option, report, run_loadgen, wait_for_events
 from simulators.loadgen import percentile
 from simulators.messages import demo_card
 from simulators.netsim.acquirer import Originator, parse_originate
@@ -53,37 +52,7 @@ DIRECT_WINDOW = 64  # requests in flight at most on the direct connection at max
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
-def _option(args: list[str], name: str, default: float) -> float:
-    for arg in args:
-        if arg.startswith(f"--{name}="):
-            return float(arg.split("=", 1)[1])
-    return default
-
-
 # -- the processes ------------------------------------------------------------------------------------
-
-
-def _json_lines(path: Path) -> list[dict[str, Any]]:
-    found = []
-    for line in path.read_text().splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(event, dict):
-            found.append(event)
-    return found
-
-
-def _wait_for_events(path: Path, kind: str, count: int, timeout_s: float) -> list[dict[str, Any]]:
-    """The first `count` JSON log lines of `path` whose event_kind is `kind` (the file is being written)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = [e for e in _json_lines(path) if e.get("event_kind") == kind]
-        if len(found) >= count:
-            return found[:count]
-        time.sleep(0.2)
-    raise RuntimeError(f"not {count} {kind!r} lines in {path.name} within {timeout_s} s")
 
 
 def _http(address: str, path: str) -> str:
@@ -110,38 +79,18 @@ def _loadgen(
     in_flight: int,
     count: int | None = None,
 ) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        "-m",
-        "simulators.loadgen",
-        "--port",
-        str(port),
-        "--terminals",
-        str(terminals),
-        "--in-flight",
-        str(in_flight),
-        "--rate",
-        str(rate),
-        "--mix",
-        "purchase=1",
-        "--card-bin",
-        NETWORK.bins[0],
-        "--json",
-    ]
-    # With a duration, the first seconds of load (caches filling, first key exchange) are not counted.
-    command += (
-        ["--duration", str(duration_s), "--warmup", "3"]
-        if duration_s is not None
-        else ["--count", str(count)]
+    """Purchases for netsim's Visa cards; with a duration, the first 3 s (caches filling, the first key
+    exchange) are not counted."""
+    return run_loadgen(
+        port,
+        rate=rate,
+        duration_s=duration_s,
+        warmup_s=3,
+        count=count,
+        terminals=terminals,
+        in_flight=in_flight,
+        extra=("--card-bin", NETWORK.bins[0]),
     )
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=(duration_s or 60) + 120, check=False
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{") and '"progress"' not in line]
-    if not lines:
-        raise RuntimeError(f"loadgen printed no summary: {done.stderr[-500:]}")
-    summary: dict[str, Any] = json.loads(lines[-1])
-    return summary
 
 
 # -- netsim alone: a member client on its link --------------------------------------------------------
@@ -318,22 +267,12 @@ def _scrape(addresses: list[str]) -> dict[float, float]:
 # -- report -------------------------------------------------------------------------------------------
 
 
-def _report(name: str, s: dict[str, Any]) -> None:
-    lat = s["latency_ms"]
-    codes = " ".join(f"{k}:{v}" for k, v in s["response_codes"].items())
-    print(
-        f"{name:44} {s['tps']:8.1f} TPS  p50 {lat['p50']:7.2f}  p90 {lat['p90']:7.2f}  p99 {lat['p99']:7.2f}"
-        f"  p99.9 {lat['p99.9']:7.2f} ms  timeouts {s['timeouts']}  codes {codes}",
-        flush=True,
-    )
-
-
 def run(args: list[str]) -> None:
-    duration_s = _option(args, "duration", 15)
-    terminals = int(_option(args, "terminals", 16))
-    in_flight = int(_option(args, "in-flight", 8))
-    workers = int(_option(args, "workers", 1))
-    low_rate = _option(args, "low-rate", 200)
+    duration_s = option(args, "duration", 15)
+    terminals = int(option(args, "terminals", 16))
+    in_flight = int(option(args, "in-flight", 8))
+    workers = int(option(args, "workers", 1))
+    low_rate = option(args, "low-rate", 200)
     load = os.getloadavg()
     print(
         f"{os.cpu_count()} CPUs, load average {load[0]:.2f} before the runs; {duration_s:g} s per run; "
@@ -367,7 +306,7 @@ def run(args: list[str]) -> None:
     switchd: subprocess.Popen[str] | None = None
     switchd_log = None
     try:
-        ready = _wait_for_events(var / "netsim.log", "ready", 1, 30)[0]
+        ready = wait_for_events(var / "netsim.log", "ready", 1, 30)[0]
         link_port = int(ready["link"].rsplit(":", 1)[1])
         rates = (PACED_RATE_PER_S, low_rate)
         direct: dict[float, dict[str, Any]] = {}
@@ -375,11 +314,11 @@ def run(args: list[str]) -> None:
             direct[rate] = trio.run(
                 partial(_direct_run, link_port, rate=rate, duration_s=duration_s, seed_stan=n * 100_000)
             )
-            _report(f"netsim alone (direct member), {rate:,.0f}/s", direct[rate])
+            report(f"netsim alone (direct member), {rate:,.0f}/s", direct[rate], width=44)
         direct_max = trio.run(
             partial(_direct_run, link_port, rate=0, duration_s=duration_s, seed_stan=400_000)
         )
-        _report(f"netsim alone (direct member), max ({DIRECT_WINDOW} in flight)", direct_max)
+        report(f"netsim alone (direct member), max ({DIRECT_WINDOW} in flight)", direct_max, width=44)
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")}
         env.update(
@@ -404,7 +343,7 @@ def run(args: list[str]) -> None:
             text=True,
             env=env,
         )
-        readies = _wait_for_events(var / "switchd.log", "ready", workers, 180)
+        readies = wait_for_events(var / "switchd.log", "ready", workers, 180)
         metrics = [str(r["metrics"]) for r in readies]
         port = int(readies[0]["terminal"].rsplit(":", 1)[1])
         deadline = time.monotonic() + 60
@@ -422,7 +361,7 @@ def run(args: list[str]) -> None:
             before = _scrape(metrics)
             paced = _loadgen(port, rate=rate, duration_s=duration_s, terminals=terminals, in_flight=in_flight)
             after = _scrape(metrics)
-            _report(f"switchd x{workers} forwarding, {rate:,.0f}/s", paced)
+            report(f"switchd x{workers} forwarding, {rate:,.0f}/s", paced, width=44)
             round_trips = ", ".join(f"p{p:g} {_bucket_percentile(before, after, p)}" for p in (50.0, 99.0))
             print(f"  its network round trips (switch_network_latency_seconds): {round_trips}", flush=True)
             added = {
@@ -441,7 +380,7 @@ def run(args: list[str]) -> None:
                 )
                 verdict = "met" if met else "NOT met"
         full = _loadgen(port, rate=0, duration_s=duration_s, terminals=terminals, in_flight=in_flight)
-        _report(f"switchd x{workers} forwarding, max rate", full)
+        report(f"switchd x{workers} forwarding, max rate", full, width=44)
         print(
             f"target (the switch adds at most {TARGET_ADDED_P99_MS:g} ms p99 at 1,000/s offered): {verdict}",
             flush=True,
