@@ -1,8 +1,9 @@
 """How should trio code reach asyncpg? Measure the three bridges on the same embedded PostgreSQL.
 
 1. native asyncio (the floor: what asyncpg costs without any bridge),
-2. trio-asyncio (asyncio loop hosted inside trio),
-3. an asyncio loop in a dedicated thread (switch.adapters.postgres.bridge, what the switch uses).
+2. an asyncio loop in a dedicated thread (switch.adapters.postgres.bridge.AsyncioThread),
+3. asyncio's loop stepped from a trio task in trio's thread (bridge.HostedLoop, what the switch uses),
+4. trio-asyncio (an asyncio loop implemented on top of trio).
 Each runs the same `SELECT $1::int` sequentially (latency, CPU per query) and from 32 concurrent tasks
 (throughput). CPU is this process's time (all its threads) per query: the client side only, since
 PostgreSQL runs in its own processes.
@@ -20,7 +21,7 @@ from pathlib import Path
 import asyncpg
 import trio
 
-from switch.adapters.postgres.bridge import AsyncioThread
+from switch.adapters.postgres.bridge import AsyncioThread, HostedLoop
 from switch.adapters.postgres.embedded import EmbeddedPostgres
 from tests.fixtures.pg import make_world_readable_tmpdir
 
@@ -108,6 +109,30 @@ def bench_thread_bridge(dsn: str) -> None:
     _report("asyncio thread bridge", "32 tasks", CONCURRENT_N, con_w, con_c)
 
 
+def bench_hosted_loop(dsn: str) -> None:
+    async def main() -> tuple[float, float, float, float]:
+        hosted = HostedLoop()
+        hosted.start()
+        try:
+            pool = await hosted.call(
+                lambda: asyncpg.create_pool(dsn, min_size=CONCURRENCY, max_size=CONCURRENCY)
+            )
+
+            async def call(i: int) -> object:
+                return await hosted.call(lambda: pool.fetchval("SELECT $1::int", i))
+
+            try:
+                return await _trio_suite(call)
+            finally:
+                await hosted.call(pool.close)
+        finally:
+            await hosted.aclose()
+
+    seq_w, seq_c, con_w, con_c = trio.run(main)
+    _report("asyncio hosted on trio", "sequential", SEQUENTIAL_N, seq_w, seq_c)
+    _report("asyncio hosted on trio", "32 tasks", CONCURRENT_N, con_w, con_c)
+
+
 def bench_trio_asyncio(dsn: str) -> None:
     try:
         import trio_asyncio
@@ -143,6 +168,7 @@ def run(args: list[str]) -> None:
         print(f"embedded PostgreSQL, {os.cpu_count()} CPUs; SELECT $1::int, pool of {CONCURRENCY}")
         bench_native(dsn)
         bench_thread_bridge(dsn)
+        bench_hosted_loop(dsn)
         bench_trio_asyncio(dsn)
     finally:
         server.destroy()

@@ -1,21 +1,31 @@
-"""The trio -> asyncio bridge for asyncpg: results, errors and cancellation cross it correctly."""
+"""The trio -> asyncio bridges for asyncpg: results, errors and cancellation cross them correctly.
+
+Every behaviour is checked on both bridges: `HostedLoop` (asyncio stepped in trio's thread, what
+`Database` uses) and `AsyncioThread` (the loop in its own thread)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import trio
 
-from switch.adapters.postgres.bridge import AsyncioThread, BridgeClosedError
+from switch.adapters.postgres.bridge import AsyncioThread, BridgeClosedError, HostedLoop
 
 
-@pytest.fixture
-def bridge():
-    thread = AsyncioThread()
-    thread.start()
-    yield thread
-    thread.stop()
+@pytest.fixture(params=["hosted", "thread"])
+async def bridge(request):
+    if request.param == "thread":
+        thread = AsyncioThread()
+        thread.start()
+        yield thread
+        thread.stop()
+    else:
+        hosted = HostedLoop()
+        hosted.start()
+        yield hosted
+        await hosted.aclose()
 
 
 async def test_result_comes_back(bridge):
@@ -91,3 +101,95 @@ async def test_call_after_stop_fails_clearly():
 
     with pytest.raises(BridgeClosedError):
         await thread.call(work)
+
+
+async def test_hosted_call_after_close_fails_clearly():
+    """If the hosted loop was never started or is closed, then a call raises BridgeClosedError."""
+    hosted = HostedLoop()
+
+    async def work() -> int:
+        return 1
+
+    with pytest.raises(BridgeClosedError):
+        await hosted.call(work)
+    hosted.start()
+    assert await hosted.call(work) == 1
+    await hosted.aclose()
+    with pytest.raises(BridgeClosedError):
+        await hosted.call(work)
+
+
+async def test_hosted_close_cancels_work_still_running():
+    """If the hosted loop closes while a call runs, then the asyncio task is cancelled and the caller
+    gets BridgeClosedError instead of waiting forever."""
+    hosted = HostedLoop()
+    hosted.start()
+    seen = []
+    errors = []
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    async def caller() -> None:
+        try:
+            await hosted.call(slow)
+        except BridgeClosedError:
+            errors.append("closed")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(caller)
+        await trio.sleep(0.05)
+        with trio.fail_after(5):
+            await hosted.aclose()
+    assert seen == ["cancelled"]
+    assert errors == ["closed"]
+
+
+async def test_two_hosted_loops_in_one_trio_run():
+    """If two hosted loops share trio's thread, then each serves its own calls (a process can open
+    several Database objects)."""
+    first, second = HostedLoop(), HostedLoop()
+    first.start()
+    second.start()
+    try:
+
+        async def which(n: int) -> int:
+            await asyncio.sleep(0.001)
+            return n
+
+        results = {}
+
+        async def one(hosted: HostedLoop, n: int) -> None:
+            results[n] = await hosted.call(lambda: which(n))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(20):
+                nursery.start_soon(one, first if n % 2 else second, n)
+        assert results == {n: n for n in range(20)}
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_hosted_loop_sleeps_while_idle():
+    """If asyncio has nothing to do but a distant timer, then the hosted loop waits instead of spinning:
+    the process uses next to no CPU while trio sleeps."""
+    hosted = HostedLoop()
+    hosted.start()
+    try:
+
+        async def arm_timer() -> None:
+            asyncio.get_running_loop().call_later(30, lambda: None)
+
+        await hosted.call(arm_timer)
+        cpu_before = time.process_time()
+        await trio.sleep(0.5)
+        used_s = time.process_time() - cpu_before
+        # A loop stepping without waiting would burn the whole 0.5 s.
+        assert used_s < 0.2
+    finally:
+        await hosted.aclose()

@@ -1,8 +1,9 @@
 """PostgreSQL access for trio code: an asyncpg pool living on the bridge's asyncio loop.
 
-Everything asyncpg touches (pool, connections, records' creation) stays on the loop thread; trio code
-calls `fetch`/`execute`/... or hands a whole unit of work to `run`/`transaction`, which executes it on
-the loop with one pooled connection. Units of work are asyncio coroutine functions that take a
+The bridge is a `HostedLoop` (an asyncio loop stepped from a trio task in trio's own thread) unless the
+caller passes another. Everything asyncpg touches (pool, connections, records' creation) runs inside the
+loop's iterations; trio code calls `fetch`/`execute`/... or hands a whole unit of work to
+`run`/`transaction`, which executes it on the loop with one pooled connection. Units of work are asyncio coroutine functions that take a
 connection, so a batch of statements costs one bridge crossing, not one per statement.
 
 Returning a connection to the pool costs no round trip. asyncpg's default reset on release sends
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from switch.adapters.postgres.bridge import AsyncioThread
+from switch.adapters.postgres.bridge import AsyncioThread, HostedLoop
 
 __all__ = ["AnyConnection", "Database", "DatabaseSettings"]
 
@@ -52,10 +53,10 @@ async def _keep_session(_conn: AnyConnection) -> None:
 class Database:
     """A pooled PostgreSQL handle usable from trio. `open()` before use, `close()` at the end."""
 
-    def __init__(self, settings: DatabaseSettings, bridge: AsyncioThread | None = None) -> None:
+    def __init__(self, settings: DatabaseSettings, bridge: HostedLoop | AsyncioThread | None = None) -> None:
         self.settings = settings
         self._own_bridge = bridge is None
-        self.bridge = bridge if bridge is not None else AsyncioThread()
+        self.bridge = bridge if bridge is not None else HostedLoop()
         self._pool: asyncpg.Pool | None = None
 
     @property
@@ -87,7 +88,7 @@ class Database:
         except BaseException:
             # Callers only close what opened; a failed open must not leave the loop thread behind.
             if self._own_bridge:
-                self.bridge.stop()
+                await self._stop_bridge()
             raise
 
     async def close(self) -> None:
@@ -95,6 +96,12 @@ class Database:
         if pool is not None:
             await self.bridge.call(pool.close)
         if self._own_bridge:
+            await self._stop_bridge()
+
+    async def _stop_bridge(self) -> None:
+        if isinstance(self.bridge, HostedLoop):
+            await self.bridge.aclose()
+        else:
             self.bridge.stop()
 
     async def run(self, work: ConnectionWork[T]) -> T:

@@ -124,7 +124,8 @@ class ChangeListener:
         tables = self._tables
 
         def on_notify(_conn: AnyConnection, _pid: int, _channel: str, payload: object) -> None:
-            # Runs on the asyncio loop thread: hand the payload to the trio thread.
+            # Runs inside the asyncio loop (trio's own thread or the loop's thread, per bridge): hand the
+            # payload to trio, which run_sync_soon does from either.
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(on_notification, str(payload))
 
