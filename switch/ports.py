@@ -410,4 +410,10 @@ class ForwardedTransactions(Protocol):
         """Keep durably (committed when this returns); False if one with this transfer id exists."""
         ...
 
+    async def post_and_record(self, transfer: Transfer, entry: ForwardedRecord) -> TransferResult:
+        """Apply `transfer` in the ledger (as `Ledger.create_transfers` would) and, only if it is applied
+        now (OK), keep `entry` (of the same transfer id), both in one commit: a forwarded approval is never
+        booked without its record. Committed when this returns; an error leaves the outcome unknown."""
+        ...
+
     async def find(self, transfer_id: str) -> ForwardedRecord | None: ...

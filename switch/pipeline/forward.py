@@ -288,8 +288,10 @@ class Forwarder:
                 network_response_code=answer.response_code,
                 network_stan=stan,
             )
+        record = self._forwarded_record(req, name, route, sent, answer.auth_code)
         try:
-            (posted,) = await self.ledger.create_transfers([transfer])
+            # The posting and its record in one commit: booked means recorded.
+            posted = await self.forwarded.post_and_record(transfer, record)
         except Exception:
             await self._undo(net, sent, transfer)
             raise
@@ -311,11 +313,14 @@ class Forwarder:
                 network_stan=stan,
                 reversal_queued=True,
             )
-        try:
-            await self._record(req, name, route, sent, answer.auth_code)
-        except Exception:
-            await self._undo(net, sent, transfer)
-            raise
+        if posted is not TransferResult.OK:
+            # Posted before without its record (booked by a switchd from before postings and records went
+            # in one commit): this approval is recorded instead, as then.
+            try:
+                await self.forwarded.record(record)
+            except Exception:
+                await self._undo(net, sent, transfer)
+                raise
         return ForwardOutcome(
             Result.APPROVED,
             route,
@@ -568,18 +573,21 @@ class Forwarder:
     async def _record(
         self, req: ForwardRequest, network: str, route: str, held: Message, auth_code: str
     ) -> None:
-        await self.forwarded.record(
-            ForwardedRecord(
-                transfer_id=req.transfer_id,
-                network=network,
-                route=route,
-                message=without_card_data(held),
-                pan_masked=req.acquired.card.pan.masked,
-                amount=req.acquired.amount,
-                currency=req.acquired.currency,
-                auth_code=auth_code,
-                created_at=self.clock.now(),
-            )
+        await self.forwarded.record(self._forwarded_record(req, network, route, held, auth_code))
+
+    def _forwarded_record(
+        self, req: ForwardRequest, network: str, route: str, held: Message, auth_code: str
+    ) -> ForwardedRecord:
+        return ForwardedRecord(
+            transfer_id=req.transfer_id,
+            network=network,
+            route=route,
+            message=without_card_data(held),
+            pan_masked=req.acquired.card.pan.masked,
+            amount=req.acquired.amount,
+            currency=req.acquired.currency,
+            auth_code=auth_code,
+            created_at=self.clock.now(),
         )
 
     async def _queue_reversal(self, net: ForwardingNetwork, sent: Message, reason: str) -> bool:

@@ -41,14 +41,15 @@ from switch.adapters.postgres.db import AnyConnection, Database
 from switch.domain.ledger_model import check_account, check_transfer
 from switch.domain.ledger_types import AccountBalance, LedgerAccount, Transfer, TransferKind, TransferResult
 
-__all__ = ["GroupCommitStats", "LedgerError", "PgLedger"]
+__all__ = ["APPLY_TRANSFERS_CALL", "GroupCommitStats", "LedgerError", "PgLedger", "transfer_arrays"]
 
-_APPLY_SQL = """
-SELECT ledger_apply_transfers(
+# The function call with its 13 parameters ($1..$13, in `transfer_arrays`' order): shared with the
+# forwarded-transaction store, which books a forwarded approval and its record in one statement.
+APPLY_TRANSFERS_CALL = """ledger_apply_transfers(
     $1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::smallint[], $7::text[],
     $8::timestamptz[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::text[]
-)
-"""
+)"""
+_APPLY_SQL = f"SELECT {APPLY_TRANSFERS_CALL}"
 
 _TRANSFER_COLUMNS = """
     id, kind, debit_account_id, credit_account_id, amount, currency, pending_id, expires_at,
@@ -173,7 +174,7 @@ class PgLedger:
 
     async def _apply(self, transfers: list[Transfer]) -> list[TransferResult]:
         """One call of ledger_apply_transfers (committed on return): the group commit's `send`."""
-        args = _transfer_arrays(transfers)
+        args = transfer_arrays(transfers)
 
         async def work(conn: AnyConnection) -> list[str]:
             codes: list[str] = await conn.fetchval(_APPLY_SQL, *args)
@@ -185,7 +186,8 @@ class PgLedger:
         return [TransferResult(code) for code in codes]
 
 
-def _transfer_arrays(transfers: list[Transfer]) -> tuple[list[Any], ...]:
+def transfer_arrays(transfers: Sequence[Transfer]) -> tuple[list[Any], ...]:
+    """The transfers as `APPLY_TRANSFERS_CALL`'s 13 column arrays."""
     return (
         [t.transfer_id for t in transfers],
         [t.kind.value for t in transfers],

@@ -7,18 +7,20 @@ same moment agree on the network's newest key. Forwarded transactions: one row p
 money, written before the terminal hears the answer, never holding card data (the table refuses it too).
 Nothing here logs a key or a message.
 
-Every forwarded approval records right after its ledger posting, and a round trip through the asyncio bridge
-costs far more than the row, so concurrent `record` calls are coalesced by the group commit that batches the
-ledger's transfers (`switch.adapters.postgres.coalesce.Coalescer`, one item a call): no timers, no
-background task; the call that finds the store idle leads, lets one pass of the scheduler go by (the
-purchases released by the same ledger batch are runnable and join), sends everything queued in one INSERT,
-then hands the lead to the oldest call queued meanwhile. Each caller returns once the statement carrying its
-row committed, with its own answer (False: that transfer id was recorded before, or earlier in the same
-batch). The leader's statement is shielded from its cancellation (other rows ride in it); a caller cancelled
-while queued is dropped from the queue and nothing of it is written. A statement the server refuses (rolled
-back whole) is sent again row by row, so only the caller whose row caused it sees the error. What differs
-from the ledger: a statement carries each transfer id once (`RecordBatchStats` counts the rows it carries,
-not the calls), and an error reaches the caller as raised, not wrapped.
+A forwarded approval is booked with its record in one statement, one commit (`post_and_record`: the
+ledger's `ledger_apply_transfers`, then the record for each transfer it applied now): an approval is never
+booked without its record, and a record the database refuses takes its posting back. A round trip through
+the bridge plus a durable commit costs far more than the rows, so concurrent calls are coalesced
+(`switch.adapters.postgres.coalesce.Coalescer`, one item a call), as are plain `record` calls (stand-in
+approvals, and approvals posted by an older switchd without their record): no timers, no background task;
+the call that finds the store idle leads, lets one pass of the scheduler go by, sends everything queued in
+one statement, then hands the lead to the oldest call queued meanwhile. Each caller returns once the
+statement carrying its row committed, with its own answer. The leader's statement is shielded from its
+cancellation (other rows ride in it); a caller cancelled while queued is dropped from the queue and nothing
+of it is written. A statement the server refuses (rolled back whole) is sent again call by call, so only
+the caller whose row caused it sees the error. What differs from the ledger: a `record` statement carries
+each transfer id once (`RecordBatchStats` counts the rows it carries, not the calls), and an error reaches
+the caller as raised, not wrapped.
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ from typing import Any
 import asyncpg
 import orjson
 
-from switch.adapters.postgres.coalesce import Coalescer
+from switch.adapters.postgres.coalesce import Coalescer, CoalesceStats
 from switch.adapters.postgres.db import AnyConnection, Database
+from switch.adapters.postgres.ledger import APPLY_TRANSFERS_CALL, LedgerError, transfer_arrays
+from switch.domain.ledger_model import check_transfer
+from switch.domain.ledger_types import Transfer, TransferResult
 from switch.domain.translation import CARD_DATA_FIELDS, NetworkKeySet, ZoneKey
 from switch.iso.message import Message
 from switch.ports import ForwardedRecord
@@ -123,6 +128,39 @@ RETURNING transfer_id
 """
 
 
+# A forwarded approval's ledger posting and its record in one statement, so in one commit: the record is
+# inserted for each transfer the function applied now ('ok'), in the same batch position. $1..$13 are the
+# transfers (ledger.transfer_arrays), $14..$25 the records (_row's order).
+_POST_AND_RECORD = f"""
+WITH applied AS MATERIALIZED (
+    SELECT {APPLY_TRANSFERS_CALL} AS codes
+), recorded AS (
+    INSERT INTO forwarded_transactions (transfer_id, network, route, mti, stan, transmission, fields,
+                                        pan_masked, amount, currency, auth_code, created_at)
+    SELECT r.transfer_id, r.network, r.route, r.mti, r.stan, r.transmission, r.fields::jsonb, r.pan_masked,
+           r.amount, r.currency, r.auth_code, r.created_at
+      FROM applied,
+           unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
+                  $21::text[], $22::bigint[], $23::smallint[], $24::text[], $25::timestamptz[])
+           WITH ORDINALITY
+           AS r (transfer_id, network, route, mti, stan, transmission, fields, pan_masked, amount, currency,
+                 auth_code, created_at, n)
+     WHERE applied.codes[r.n] = 'ok'
+    ON CONFLICT (transfer_id) DO NOTHING
+    RETURNING transfer_id
+)
+SELECT codes FROM applied
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Posting:
+    """What one `post_and_record` call submits: the posting and its record's row."""
+
+    transfer: Transfer
+    row: tuple[Any, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class RecordBatchStats:
     """How `record` calls have been batched so far (for tests and the benchmark)."""
@@ -147,6 +185,9 @@ class PgForwardedTransactions:
         self._batches: Coalescer[_Entry, bool] = Coalescer(
             self._insert_batch, batch_size_max=batch_size_max, refused=asyncpg.PostgresError
         )
+        self._postings: Coalescer[_Posting, TransferResult] = Coalescer(
+            self._post_batch, batch_size_max=batch_size_max, refused=asyncpg.PostgresError
+        )
         self.database = database
         self._statements = 0
         self._records_sent = 0
@@ -161,6 +202,30 @@ class PgForwardedTransactions:
         # single INSERT.
         (inserted,) = await self._batches.submit([_Entry(entry.transfer_id, row)])
         return inserted
+
+    async def post_and_record(self, transfer: Transfer, entry: ForwardedRecord) -> TransferResult:
+        """Apply `transfer` in the ledger and, if it is applied now (OK), keep `entry`: one statement, one
+        commit (committed when this returns), batched with concurrent calls like `record`. A refused
+        statement is sent again call by call; any other error reaches the callers of its batch as raised
+        (the outcome is then unknown, as for a ledger call)."""
+        if entry.transfer_id != transfer.transfer_id:
+            raise ValueError("a forwarded record goes with the posting of its own transfer id")
+        check_transfer(transfer)
+        row = _row(entry)  # refuses card data before anything is queued
+        (result,) = await self._postings.submit([_Posting(transfer, row)])
+        return result
+
+    def posting_stats(self) -> CoalesceStats:
+        """How `post_and_record` calls have been batched so far."""
+        return self._postings.stats()
+
+    async def _post_batch(self, postings: list[_Posting]) -> list[TransferResult]:
+        args = transfer_arrays([p.transfer for p in postings])
+        columns = [list(column) for column in zip(*(p.row for p in postings), strict=True)]
+        codes: list[str] = await self.database.fetchval(_POST_AND_RECORD, *args, *columns)
+        if len(codes) != len(postings):
+            raise LedgerError(f"ledger_apply_transfers returned {len(codes)} results for {len(postings)}")
+        return [TransferResult(code) for code in codes]
 
     async def find(self, transfer_id: str) -> ForwardedRecord | None:
         row = await self.database.fetchrow(

@@ -28,7 +28,9 @@ from specs import demo_networks
 from specs.demo import demo_pan
 from switch.adapters.hsm import ClientHsm
 from switch.adapters.postgres.db import Database
+from switch.adapters.postgres.ledger import PgLedger
 from switch.adapters.postgres.network_keys import PgForwardedTransactions, PgNetworkKeyStore
+from switch.domain.ledger_types import LedgerAccount, Transfer, TransferKind, TransferResult
 from switch.domain.translation import NetworkKeySet, NetworkProfile, ZoneKey, field53
 from switch.iso.codec import Codec
 from switch.iso.message import Message
@@ -531,3 +533,99 @@ async def test_cancelled_leader_still_commits_the_batch(db):
         leader.cancel()
     assert answers == {"A": True, "B": True}
     assert await stored_ids(db) == {"LEADER", "A", "B"}
+
+
+# -- a forwarded approval's posting and its record, in one commit ---------------------------------------
+
+NETWORK_ACCOUNT, MERCHANT_ACCOUNT, CAPPED_ACCOUNT = 71, 72, 73
+
+
+async def posting_ledger(db: Database) -> PgLedger:
+    ledger = PgLedger(db)
+    await ledger.create_accounts(
+        [
+            LedgerAccount(account_id=NETWORK_ACCOUNT, currency=840),
+            LedgerAccount(account_id=MERCHANT_ACCOUNT, currency=840),
+            LedgerAccount(account_id=CAPPED_ACCOUNT, currency=840, debits_must_not_exceed_credits=True),
+        ]
+    )
+    return ledger
+
+
+def posting(transfer_id: str = "POS00001:1123193500:000042", *, debit: int = NETWORK_ACCOUNT) -> Transfer:
+    return Transfer(
+        transfer_id=transfer_id,
+        kind=TransferKind.POSTED,
+        debit_account_id=debit,
+        credit_account_id=MERCHANT_ACCOUNT,
+        amount=1234,
+        currency=840,
+        reference="visa:rrn:000000000042",
+    )
+
+
+async def merchant_balance(ledger: PgLedger) -> int:
+    return (await ledger.balances([MERCHANT_ACCOUNT]))[MERCHANT_ACCOUNT].credits_posted
+
+
+async def test_posting_and_record_are_kept_together(db):
+    """If a forwarded approval is posted with its record, then the transfer is applied and the record
+    kept; the same call again applies nothing more and keeps one record."""
+    ledger = await posting_ledger(db)
+    store = PgForwardedTransactions(db)
+    assert await store.post_and_record(posting(), forwarded()) is TransferResult.OK
+    assert await store.find("POS00001:1123193500:000042") == forwarded()
+    assert await store.post_and_record(posting(), forwarded()) is TransferResult.EXISTS
+    assert (await merchant_balance(ledger), await stored_ids(db)) == (1234, {"POS00001:1123193500:000042"})
+
+
+async def test_a_posting_the_ledger_refuses_keeps_no_record(db):
+    """If the ledger refuses the posting (here: an account that may not go below zero), then its code
+    comes back and no record is kept."""
+    ledger = await posting_ledger(db)
+    store = PgForwardedTransactions(db)
+    result = await store.post_and_record(posting(debit=CAPPED_ACCOUNT), forwarded())
+    assert result is TransferResult.EXCEEDS_CREDITS
+    assert (await merchant_balance(ledger), await stored_ids(db)) == (0, set())
+
+
+async def test_a_refused_record_takes_its_posting_with_it(db):
+    """If the database refuses one record of a batch (here the table's check on the network name), then
+    that caller gets the error and its posting is not applied either (one commit), while the postings
+    and records of the others in the batch are."""
+    ledger = await posting_ledger(db)
+    store = PgForwardedTransactions(db)
+    results: dict[str, TransferResult] = {}
+    errors: list[str] = []
+
+    async def post(transfer_id: str, network: str = "visa") -> None:
+        entry = dataclasses.replace(forwarded(transfer_id), network=network)
+        try:
+            results[transfer_id] = await store.post_and_record(posting(transfer_id), entry)
+        except asyncpg.PostgresError as exc:
+            errors.append(f"{transfer_id}:{type(exc).__name__}")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(post, "LEADER")
+        await trio.testing.wait_all_tasks_blocked()  # the leader's statement is in flight: the rest queue
+        nursery.start_soon(post, "GOOD1")
+        nursery.start_soon(post, "BAD", "Not A Network!")
+        nursery.start_soon(post, "GOOD2")
+    assert results == {id_: TransferResult.OK for id_ in ("LEADER", "GOOD1", "GOOD2")}
+    assert errors == ["BAD:CheckViolationError"]
+    assert await stored_ids(db) == {"LEADER", "GOOD1", "GOOD2"}
+    assert await ledger.lookup_transfers(["BAD"]) == {}
+    assert await merchant_balance(ledger) == 3 * 1234
+    assert store.posting_stats().batch_size_counts[3] == 1  # the three queued ones went in one statement
+
+
+async def test_posting_and_record_refuse_mismatched_or_card_data_before_anything(db):
+    """If the record is of another transfer, or would keep card data, then ValueError and nothing is
+    applied or kept."""
+    ledger = await posting_ledger(db)
+    store = PgForwardedTransactions(db)
+    with pytest.raises(ValueError, match="own transfer id"):
+        await store.post_and_record(posting("ONE"), forwarded("OTHER"))
+    with pytest.raises(ValueError, match="without card data"):
+        await store.post_and_record(posting(), forwarded(f2=PAN))
+    assert (await merchant_balance(ledger), await stored_ids(db)) == (0, set())

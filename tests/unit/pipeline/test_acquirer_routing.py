@@ -64,7 +64,7 @@ class AcquirerRig:
     def __init__(self) -> None:
         self.world = World()
         self.saf = FakeSaf()
-        self.forwarded = MemoryForwarded()
+        self.forwarded = MemoryForwarded(self.world.ledger)
         self.store = MemoryKeyStore()
         self.links = {name: FakeNetwork(name) for name in PROFILES}
         for name, clear in ZPK_CLEAR.items():

@@ -50,6 +50,7 @@ from switch.ports import (
     DukptPinKey,
     ForwardedRecord,
     HsmFailure,
+    Ledger,
     NetworkExchange,
     NetworkUnavailable,
     PinKey,
@@ -153,8 +154,20 @@ class FakeSaf:
 
 
 class MemoryForwarded:
-    def __init__(self) -> None:
+    """The forwarded store in memory; `post_and_record` books on the given ledger (the rig's model) and
+    keeps the record only for a transfer applied now, as the PostgreSQL store does in one commit."""
+
+    def __init__(self, ledger: Ledger) -> None:
         self.records: dict[str, ForwardedRecord] = {}
+        self.ledger = ledger
+
+    async def post_and_record(self, transfer: Transfer, entry: ForwardedRecord) -> TransferResult:
+        assert entry.transfer_id == transfer.transfer_id
+        assert CARD_DATA_FIELDS.isdisjoint(entry.message.numbers)
+        (result,) = await self.ledger.create_transfers([transfer])
+        if result is TransferResult.OK:
+            self.records.setdefault(entry.transfer_id, entry)
+        return result
 
     async def record(self, entry: ForwardedRecord) -> bool:
         await trio.lowlevel.checkpoint()
@@ -210,7 +223,7 @@ class Rig:
         self.ledger = FailingLedger()
         self.clock = FixedClock(NOW)
         self.saf = FakeSaf()
-        self.forwarded = MemoryForwarded()
+        self.forwarded = MemoryForwarded(self.ledger)
         self.store = MemoryKeyStore()
         self.links = {name: FakeNetwork(name) for name in PROFILES}
         for name, clear in ZPK_CLEAR.items():
@@ -377,6 +390,17 @@ async def test_approval_is_recorded_without_card_data(rig):
     (sent,) = rig.links["visa"].sent
     assert record.message == sent.with_fields(dict.fromkeys(CARD_DATA_FIELDS))
     assert (record.network, record.pan_masked, record.amount) == ("visa", PAN[:6] + "******" + PAN[-4:], 1234)
+
+
+async def test_an_approval_posted_before_without_its_record_is_recorded_now(rig):
+    """If the posting exists already but no record (booked by a switchd from before postings and records
+    went in one commit), then a repeat approval is answered approved, records, and posts nothing more."""
+    await rig.forwarder.forward(rig.forward_request())
+    del rig.forwarded.records[TRANSFER_ID]
+    outcome = await rig.forwarder.forward(rig.forward_request())
+    assert outcome.result is Result.APPROVED
+    assert TRANSFER_ID in rig.forwarded.records
+    assert await rig.balance(MERCHANT_ACCOUNT) == 1234
 
 
 async def test_request_goes_out_in_the_network_dialect(rig):
