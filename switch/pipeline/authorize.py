@@ -115,6 +115,73 @@ _TRANSFER_TO_RESULT = {
 }
 _RETRANSMISSION_CACHE_MAX = 50_000
 
+# An answer kept for retransmissions, as plain values only: response MTI (or None), response fields as
+# (number, value) pairs, result value, transaction type, masked PAN, route, transfer id, RRN, auth code,
+# amount, currency. Strings, numbers and tuples of them are not tracked by Python's cycle collector,
+# so 50,000 remembered answers cost a full collection next to nothing; kept as Outcome and Message
+# objects they were a few hundred thousand objects that every full collection walked (pauses of 50 ms
+# and more, growing with the cache, in `make bench ARGS=switch`).
+_Remembered = tuple[
+    str | None,
+    tuple[tuple[int, str], ...],
+    str,
+    str,
+    str,
+    str,
+    str | None,
+    str,
+    str,
+    int | None,
+    int | None,
+]
+
+
+def _remembered(outcome: Outcome) -> _Remembered:
+    response = outcome.response
+    return (
+        response.mti if response is not None else None,
+        tuple(response.items()) if response is not None else (),
+        outcome.result.value,
+        outcome.transaction_type,
+        outcome.pan_masked,
+        outcome.route,
+        outcome.transfer_id,
+        outcome.rrn,
+        outcome.auth_code,
+        outcome.amount,
+        outcome.currency,
+    )
+
+
+def _recalled(kept: _Remembered) -> Outcome:
+    """The remembered answer, marked as the answer to a retransmission."""
+    (
+        mti,
+        fields,
+        result,
+        transaction_type,
+        pan_masked,
+        route,
+        transfer_id,
+        rrn,
+        auth_code,
+        amount,
+        currency,
+    ) = kept
+    return Outcome(
+        Message(mti, dict(fields)) if mti is not None else None,
+        Result(result),
+        transaction_type=transaction_type,
+        pan_masked=pan_masked,
+        route=route,
+        transfer_id=transfer_id,
+        rrn=rrn,
+        auth_code=auth_code,
+        amount=amount,
+        currency=currency,
+        retransmission=True,
+    )
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -189,8 +256,9 @@ class Authorizer:
         self.forwarder = forwarder
         self._respond = respond
         self._encode = encode
-        # identity -> (fingerprint, outcome): answers a retransmission with the original response.
-        self._recent: OrderedDict[str, tuple[str, Outcome]] = OrderedDict()
+        # identity -> (fingerprint, the outcome as plain values): answers a retransmission with the
+        # original response.
+        self._recent: OrderedDict[str, tuple[str, _Remembered]] = OrderedDict()
         # identity -> set when its first copy has been answered: a copy that arrives meanwhile waits for it.
         self._in_flight: dict[str, trio.Event] = {}
         # DUKPT transaction counters each terminal has used (replays are refused).
@@ -220,20 +288,7 @@ class Authorizer:
         seen = self._recent.get(identity)
         if seen is not None:
             if seen[0] == fingerprint:
-                original = seen[1]
-                return Outcome(
-                    original.response,
-                    original.result,
-                    transaction_type=original.transaction_type,
-                    pan_masked=original.pan_masked,
-                    route=original.route,
-                    transfer_id=original.transfer_id,
-                    rrn=original.rrn,
-                    auth_code=original.auth_code,
-                    amount=original.amount,
-                    currency=original.currency,
-                    retransmission=True,
-                )
+                return _recalled(seen[1])
             return self._decline(request, Result.DUPLICATE, None, issuer=issuer)
         done = self._in_flight[identity] = trio.Event()
         try:
@@ -256,7 +311,7 @@ class Authorizer:
         return outcome
 
     def _remember(self, identity: str, fingerprint: str, outcome: Outcome) -> None:
-        self._recent[identity] = (fingerprint, outcome)
+        self._recent[identity] = (fingerprint, _remembered(outcome))
         if len(self._recent) > _RETRANSMISSION_CACHE_MAX:
             self._recent.popitem(last=False)
 

@@ -4,6 +4,7 @@ directory, in-process HSM with the test LMK."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 
 import pytest
 
@@ -42,6 +43,20 @@ async def test_retransmission_gets_the_same_answer_once(world):
     second = await world.send(request)
     assert first.fields == second.fields
     assert await world.available() == 100_000 - 500
+
+
+async def test_a_retransmission_is_answered_as_the_original_was_logged(world):
+    """If a purchase is sent again, then its outcome is the first one's (response, result, ids, amount),
+    marked as a retransmission, and the remembered answer is nothing Python's cycle collector walks."""
+    request = world.request(amount=500)
+    first = await world.authorizer.handle(request)
+    again = await world.authorizer.handle(request)
+    assert (again.retransmission, first.retransmission) == (True, False)
+    assert dataclasses.replace(again, retransmission=False, mac_tak=first.mac_tak) == first
+    for _ in range(5):
+        # A collection untracks a tuple whose contents are untracked already: one level of nesting each.
+        gc.collect()
+    assert not any(gc.is_tracked(kept) for kept in world.authorizer._recent.values())
 
 
 async def test_same_identity_different_content_is_94(world):
