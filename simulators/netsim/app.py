@@ -21,6 +21,7 @@ restart (the books live in memory; only the clearing file is on disk).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import itertools
 import os
@@ -96,6 +97,10 @@ class NetsimConfig:
     # Answers and ledger entries remembered for repeats and reversals (~2 KB each: 200,000 is ~400 MB).
     history_max: int = 200_000
     log_messages: bool = True  # one log line per message (off for benchmarks; counters stay)
+    # Once listening: collect, then move everything built so far out of the cycle collector's reach
+    # (gc.freeze), so that full collections do not walk the long-lived books (their containers and the
+    # card base). The command line sets it; an in-process netsim (tests) leaves the host process alone.
+    freeze_gc_when_ready: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +209,9 @@ class Netsim:
             control_port=control_listeners[0].socket.getsockname()[1],
         )
         self.ready = info
+        if config.freeze_gc_when_ready:
+            gc.collect()
+            gc.freeze()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.serve_listeners, self._serve_link, link_listeners)
             nursery.start_soon(

@@ -111,6 +111,7 @@ def _config(args: argparse.Namespace) -> NetsimConfig:
         originate_timeout_s=args.originate_timeout_s,
         connections_max=args.connections_max,
         log_messages=not args.no_message_log,
+        freeze_gc_when_ready=True,
     )
 
 

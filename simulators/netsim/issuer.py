@@ -145,8 +145,12 @@ class Issuer:
         self.pin_tries_max = pin_tries_max
         self.codes = response_codes(network.name)
         self._history_max = history_max
-        # Every answer by request identity: a repeat of any request gets its first answer again.
-        self._answers: OrderedDict[TxnKey, Outcome] = OrderedDict()
+        # Every answer by request identity: a repeat of any request gets its first answer again. Kept as
+        # (MTI, fields, result): plain values, which Python's cycle collector does not track (as Outcome
+        # and Message objects, `history_max` of them made every full collection pause the simulator).
+        self._answers: OrderedDict[TxnKey, tuple[str | None, tuple[tuple[int, str], ...], str]] = (
+            OrderedDict()
+        )
         # Originals that a reversal named before they were seen: they must not be applied later.
         self._reversed_unseen: OrderedDict[TxnKey, None] = OrderedDict()
         self._auth_counter = 0
@@ -185,13 +189,18 @@ class Issuer:
         key = identity(request)
         prior = self._answers.get(key)
         if prior is not None:
-            return Outcome(prior.response, "repeat", prior.result)
+            mti, fields, result = prior
+            return Outcome(None if mti is None else Message(mti, dict(fields)), "repeat", result)
         outcome = decide()
         self._remember(key, outcome)
         return outcome
 
     def _remember(self, key: TxnKey, outcome: Outcome) -> None:
-        self._answers[key] = outcome
+        response = outcome.response
+        if response is None:
+            self._answers[key] = (None, (), outcome.result)
+        else:
+            self._answers[key] = (response.mti, tuple(response.items()), outcome.result)
         if len(self._answers) > self._history_max:
             self._answers.popitem(last=False)
 

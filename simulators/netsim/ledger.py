@@ -151,6 +151,29 @@ class Entry:
         )
 
 
+# Entry's fields in order (role, effect, pan, currency, amount, mti, stan, transmission, rrn, acquirer id,
+# auth code, reversed amount, reversal applied).
+_Packed = tuple[Role, Effect, str, int, int, str, str, str, str, str, str, int, bool]
+
+
+def _packed(entry: Entry) -> _Packed:
+    return (
+        entry.role,
+        entry.effect,
+        entry.pan,
+        entry.currency,
+        entry.amount_minor,
+        entry.mti,
+        entry.stan,
+        entry.transmission,
+        entry.rrn,
+        entry.acquirer_id,
+        entry.auth_code,
+        entry.reversed_minor,
+        entry.reversal_applied,
+    )
+
+
 @dataclass(slots=True)
 class CurrencyPosition:
     as_issuer_minor: int = 0
@@ -184,20 +207,25 @@ class Ledger:
             raise ValueError("history_max must be positive")
         self.cards = cards
         self.history_max = history_max
-        self._entries: OrderedDict[TxnKey, Entry] = OrderedDict()
+        # Kept as plain tuples (`_packed`), which Python's cycle collector does not track: with up to
+        # `history_max` entries held as objects, every full collection walked them all and paused the
+        # simulator for tens to hundreds of milliseconds.
+        self._entries: OrderedDict[TxnKey, _Packed] = OrderedDict()
         self.positions: dict[int, CurrencyPosition] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: TxnKey) -> Entry | None:
-        return self._entries.get(key)
+        """The entry of `key` as it is now (a copy: change it through `reverse`)."""
+        packed = self._entries.get(key)
+        return None if packed is None else Entry(*packed)
 
     def apply(self, key: TxnKey, entry: Entry) -> bool:
         """Apply a new movement once; False (and no change) if the key was applied before."""
         if key in self._entries:
             return False
-        self._entries[key] = entry
+        self._entries[key] = _packed(entry)
         if len(self._entries) > self.history_max:
             self._entries.popitem(last=False)
         self._move(entry, entry.amount_minor)
@@ -208,12 +236,13 @@ class Ledger:
 
         0 when there is no such entry or it was reversed before: a reversal applies once per original.
         """
-        entry = self._entries.get(key)
+        entry = self.get(key)
         if entry is None or entry.reversal_applied:
             return 0
         entry.reversal_applied = True
         amount = entry.amount_minor if amount_minor is None else max(0, min(amount_minor, entry.amount_minor))
         entry.reversed_minor = amount
+        self._entries[key] = _packed(entry)
         self._move(entry, -amount)
         return amount
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 
 from simulators.netsim.issuer import Issuer, identity, original_identity, pan_of
@@ -98,3 +99,17 @@ def test_advice_for_a_card_it_does_not_issue_is_acked_and_not_applied():
 def test_notification_takes_no_answer():
     """If a message is a notification (third MTI digit 4), then the issuer answers nothing."""
     assert issuer().handle(request("0240"), now=0.0, now_utc=NOW, signed_on=True).response is None
+
+
+def test_a_repeat_gets_the_first_answer_kept_as_plain_values():
+    """If a request comes again, then it gets the first answer (same fields) as a repeat, nothing is
+    applied twice, and the kept answers are nothing Python's cycle collector walks."""
+    subject = issuer()
+    first = subject.handle(request(), now=0.0, now_utc=NOW, signed_on=True)
+    again = subject.handle(request(), now=0.0, now_utc=NOW, signed_on=True)
+    assert (again.outcome, again.result) == ("repeat", first.result)
+    assert again.response == first.response and first.response is not None
+    assert len(subject.ledger) == 1
+    for _ in range(4):
+        gc.collect()  # untracks a tuple of plain values, one level of nesting per collection
+    assert not any(gc.is_tracked(kept) for kept in subject._answers.values())

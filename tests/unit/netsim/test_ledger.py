@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -160,3 +162,22 @@ def test_position_and_balance_match_a_simple_model(operations):
     position = ledger.positions.get(840)
     assert (position.net_minor if position else 0) == model_net
     assert ledger.cards.find(PAN).posted[840] == model_card
+
+
+def test_entries_are_kept_as_values_the_cycle_collector_skips():
+    """If entries are applied and one reversed, then `get` shows each as it is now (a copy, changed only
+    through `reverse`) and none of what the ledger keeps is walked by Python's cycle collector (which,
+    with up to `history_max` entries as objects, paused the simulator on every full collection)."""
+    ledger = Ledger(CardBase(VISA))
+    for n in range(3):
+        assert ledger.apply(key(n), entry(amount=100 + n))
+    assert ledger.reverse(key(1), 40) == 40
+    seen = ledger.get(key(1))
+    assert seen is not None
+    assert (seen.amount_minor, seen.reversed_minor, seen.reversal_applied) == (101, 40, True)
+    seen.reversal_applied = False  # a copy: the ledger's own state does not change
+    assert ledger.reverse(key(1)) == 0
+    assert ledger.get(key(0)) == entry(amount=100)
+    for _ in range(3):
+        gc.collect()  # untracks a tuple of plain values
+    assert not any(gc.is_tracked(kept) for kept in ledger._entries.values())
