@@ -85,9 +85,8 @@ async def _trio_suite(call: Callable[[int], Awaitable[object]]) -> tuple[float, 
     return t1 - t0, c1 - c0, t2 - t1, c2 - c1
 
 
-def bench_thread_bridge(dsn: str) -> None:
+def _bench_bridge(name: str, dsn: str, bridge: AsyncioThread | HostedLoop) -> None:
     async def main() -> tuple[float, float, float, float]:
-        bridge = AsyncioThread()
         bridge.start()
         try:
             pool = await bridge.call(
@@ -102,35 +101,22 @@ def bench_thread_bridge(dsn: str) -> None:
             finally:
                 await bridge.call(pool.close)
         finally:
-            bridge.stop()
+            if isinstance(bridge, HostedLoop):
+                await bridge.aclose()
+            else:
+                bridge.stop()
 
     seq_w, seq_c, con_w, con_c = trio.run(main)
-    _report("asyncio thread bridge", "sequential", SEQUENTIAL_N, seq_w, seq_c)
-    _report("asyncio thread bridge", "32 tasks", CONCURRENT_N, con_w, con_c)
+    _report(name, "sequential", SEQUENTIAL_N, seq_w, seq_c)
+    _report(name, "32 tasks", CONCURRENT_N, con_w, con_c)
+
+
+def bench_thread_bridge(dsn: str) -> None:
+    _bench_bridge("asyncio thread bridge", dsn, AsyncioThread())
 
 
 def bench_hosted_loop(dsn: str) -> None:
-    async def main() -> tuple[float, float, float, float]:
-        hosted = HostedLoop()
-        hosted.start()
-        try:
-            pool = await hosted.call(
-                lambda: asyncpg.create_pool(dsn, min_size=CONCURRENCY, max_size=CONCURRENCY)
-            )
-
-            async def call(i: int) -> object:
-                return await hosted.call(lambda: pool.fetchval("SELECT $1::int", i))
-
-            try:
-                return await _trio_suite(call)
-            finally:
-                await hosted.call(pool.close)
-        finally:
-            await hosted.aclose()
-
-    seq_w, seq_c, con_w, con_c = trio.run(main)
-    _report("asyncio hosted on trio", "sequential", SEQUENTIAL_N, seq_w, seq_c)
-    _report("asyncio hosted on trio", "32 tasks", CONCURRENT_N, con_w, con_c)
+    _bench_bridge("asyncio hosted on trio", dsn, HostedLoop())
 
 
 def bench_trio_asyncio(dsn: str) -> None:

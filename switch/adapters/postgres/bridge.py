@@ -136,12 +136,7 @@ class AsyncioThread:
             return trio.lowlevel.Abort.FAILED
 
         loop.call_soon_threadsafe(submit)
-        try:
-            result: T = await trio.lowlevel.wait_task_rescheduled(abort)
-        except asyncio.CancelledError:
-            # Cancelled on our request: surface trio's own Cancelled from the enclosing scope.
-            await trio.lowlevel.checkpoint()
-            raise BridgeClosedError("database call was cancelled by the loop thread") from None
+        result: T = await _parked(abort, "the loop thread")
         return result
 
 
@@ -308,9 +303,15 @@ class HostedLoop:
 
         loop.call_soon(submit)
         self._poke()
-        try:
-            result: T = await trio.lowlevel.wait_task_rescheduled(abort)
-        except asyncio.CancelledError:
-            await trio.lowlevel.checkpoint()
-            raise BridgeClosedError("database call was cancelled by the loop") from None
+        result: T = await _parked(abort, "the loop")
         return result
+
+
+async def _parked(abort: Callable[[Any], trio.lowlevel.Abort], closer: str) -> Any:
+    """Wait for the asyncio task's outcome, delivered by `trio.lowlevel.reschedule`."""
+    try:
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+    except asyncio.CancelledError:
+        # Cancelled on our request: surface trio's own Cancelled from the enclosing scope.
+        await trio.lowlevel.checkpoint()
+        raise BridgeClosedError(f"database call was cancelled by {closer}") from None
