@@ -3,7 +3,7 @@
 asyncpg only runs on asyncio. Measured on the 2-core machine (`make bench ARGS=db`, docs/database.md),
 32 concurrent tasks running `SELECT $1::int`: native asyncio ~90-150 us of CPU per query, trio-asyncio
 ~540-1,000 us, an asyncio loop in its own thread ~165-315 us, and the same loop stepped from a trio task
-in trio's thread ~95 us, within a few percent of native.
+in trio's thread ~95-110 us, about what native asyncio costs.
 
 - `HostedLoop` (what `Database` uses): asyncio's selector loop in trio's thread, run one iteration at a
   time by a trio system task that sleeps on the loop's epoll descriptor. A call is a `call_soon` and a

@@ -3,8 +3,9 @@
 The bridge is a `HostedLoop` (an asyncio loop stepped from a trio task in trio's own thread) unless the
 caller passes another. Everything asyncpg touches (pool, connections, records' creation) runs inside the
 loop's iterations; trio code calls `fetch`/`execute`/... or hands a whole unit of work to
-`run`/`transaction`, which executes it on the loop with one pooled connection. Units of work are asyncio coroutine functions that take a
-connection, so a batch of statements costs one bridge crossing, not one per statement.
+`run`/`transaction`, which executes it on the loop with one pooled connection. Units of work are
+asyncio coroutine functions that take a connection, so a batch of statements costs one bridge crossing,
+not one per statement.
 
 Returning a connection to the pool costs no round trip. asyncpg's default reset on release sends
 `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` and waits for it: one more round trip
