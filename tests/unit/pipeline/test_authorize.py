@@ -45,7 +45,7 @@ async def test_retransmission_gets_the_same_answer_once(world):
     assert await world.available() == 100_000 - 500
 
 
-async def test_a_retransmission_is_answered_as_the_original_was_logged(world):
+async def test_a_retransmission_gets_the_first_outcome_kept_as_plain_values(world):
     """If a purchase is sent again, then its outcome is the first one's (response, result, ids, amount),
     marked as a retransmission, and the remembered answer is nothing Python's cycle collector walks."""
     request = world.request(amount=500)
