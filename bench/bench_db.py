@@ -101,10 +101,7 @@ def _bench_bridge(name: str, dsn: str, bridge: AsyncioThread | HostedLoop) -> No
             finally:
                 await bridge.call(pool.close)
         finally:
-            if isinstance(bridge, HostedLoop):
-                await bridge.aclose()
-            else:
-                bridge.stop()
+            await bridge.aclose()
 
     seq_w, seq_c, con_w, con_c = trio.run(main)
     _report(name, "sequential", SEQUENTIAL_N, seq_w, seq_c)

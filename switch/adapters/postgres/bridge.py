@@ -91,6 +91,10 @@ class AsyncioThread:
         self._thread = None
         self._loop = None
 
+    async def aclose(self) -> None:
+        """`stop` (no checkpoint, it blocks to join), for trio callers that close either bridge alike."""
+        self.stop()
+
     def run_blocking(self, factory: Callable[[], Awaitable[T]]) -> T:
         """Run a coroutine on the loop from a plain (non-trio) thread and wait for it."""
         coro = factory()

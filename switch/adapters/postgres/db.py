@@ -89,7 +89,7 @@ class Database:
         except BaseException:
             # Callers only close what opened; a failed open must not leave the loop thread behind.
             if self._own_bridge:
-                await self._stop_bridge()
+                await self.bridge.aclose()
             raise
 
     async def close(self) -> None:
@@ -97,13 +97,7 @@ class Database:
         if pool is not None:
             await self.bridge.call(pool.close)
         if self._own_bridge:
-            await self._stop_bridge()
-
-    async def _stop_bridge(self) -> None:
-        if isinstance(self.bridge, HostedLoop):
             await self.bridge.aclose()
-        else:
-            self.bridge.stop()
 
     async def run(self, work: ConnectionWork[T]) -> T:
         """Run `work(connection)` on the loop thread with a pooled connection."""
