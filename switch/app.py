@@ -39,7 +39,7 @@ from switch.adapters.postgres.network_keys import PgForwardedTransactions, PgNet
 from switch.adapters.postgres.routes import PgRoutes
 from switch.adapters.postgres.saf import PgSafQueue
 from switch.adapters.saf_worker import SafMetrics, SafWorker, SafWorkerSettings
-from switch.adapters.terminal_server import TerminalServer
+from switch.adapters.terminal_server import ListenerShare, TerminalServer
 from switch.cli.demo_seed import seed_demo
 from switch.config import Config, NetworkConfig
 from switch.domain.model import Pan
@@ -92,6 +92,8 @@ class ReadyInfo:
     embedded_data_dir: str | None
     networks: dict[str, str] = field(default_factory=dict)  # enabled network -> its endpoints
     database_url: str = field(default="", repr=False)  # for worker processes; may carry a password
+    # The terminal listener's sockets, for a primary to pass to its workers (they accept from the same).
+    terminal_fds: tuple[int, ...] = field(default=(), repr=False)
 
 
 class SystemClock:
@@ -441,15 +443,16 @@ async def run_switch(
     stop_event: trio.Event | None = None,
     install_signal_handlers: bool = True,
     seed: bool = True,
-    reuse_port: bool = False,
+    share: ListenerShare | None = None,
     before_database_stops: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[ReadyInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run switchd until SIGINT/SIGTERM (or `stop_event`), then drain and return.
 
-    For several processes on one port (switch/cli/workers.py): `reuse_port` opens the terminal listener
-    with SO_REUSEPORT, `seed=False` leaves the demo seed to the primary, and `before_database_stops` is
-    awaited (shielded) after this process has drained and before it stops the embedded PostgreSQL.
+    For several processes on one port (switch/cli/workers.py): `share` is this process's part in accepting
+    terminals from one listening socket (a worker's holds the primary's sockets), `seed=False` leaves the
+    demo seed to the primary, and `before_database_stops` is awaited (shielded) after this process has
+    drained and before it stops the embedded PostgreSQL.
     """
     hsm = open_hsm(config.hsm, allow_test_lmk=demo)  # before anything starts: a missing LMK fails fast
     stop = stop_event if stop_event is not None else trio.Event()
@@ -495,7 +498,7 @@ async def run_switch(
                     serving,
                     task_status,
                     seed=seed,
-                    reuse_port=reuse_port,
+                    share=share,
                 )
         finally:
             with trio.CancelScope(shield=True):
@@ -522,7 +525,7 @@ async def _serve(
     task_status: trio.TaskStatus[ReadyInfo],
     *,
     seed: bool,
-    reuse_port: bool,
+    share: ListenerShare | None,
 ) -> None:
     metrics = Metrics.create(version=switch_version(), node_name=config.switch.node_name)
     db = Database(
@@ -569,6 +572,7 @@ async def _serve(
 
             terminal: TerminalServer | None = None
             terminal_address = None
+            terminal_fds: tuple[int, ...] = ()
             if config.terminal.enabled:
                 terminal = TerminalServer(
                     config.terminal,
@@ -576,9 +580,11 @@ async def _serve(
                     name="terminal",
                     codec=core.codec,
                     handler=core.service.handle,
-                    reuse_port=reuse_port,
+                    share=share,
                 )
-                terminal_address = _address(await services.start(terminal.serve))
+                terminal_listeners = await services.start(terminal.serve)
+                terminal_address = _address(terminal_listeners)
+                terminal_fds = tuple(listener.socket.fileno() for listener in terminal_listeners)
 
             metrics.up.set(1)
             info = ReadyInfo(
@@ -588,6 +594,7 @@ async def _serve(
                 embedded_data_dir=str(embedded.data_dir) if embedded else None,
                 networks=networks,
                 database_url=dsn,
+                terminal_fds=terminal_fds,
             )
             linked = ", ".join(f"{name} ({endpoints})" for name, endpoints in networks.items())
             log.info(

@@ -6,6 +6,10 @@ only; several requests may be in flight and each answer is written as soon as it
 frames whole). The accept loop caps open connections at `connections_max` and survives EMFILE/ENFILE by
 pausing, as trio's own serve_listeners does.
 
+Several switchd processes (switch.workers) accept from one listening socket, the primary's, which its
+workers inherit; a `ConnectionBoard` in memory they all map spreads the connections evenly over them
+(see `ConnectionBoard`).
+
 Drain (SIGTERM): stop accepting, stop reading new requests, let in-flight ones be answered, close; what
 is still running at the deadline is cancelled.
 """
@@ -14,8 +18,11 @@ from __future__ import annotations
 
 import errno
 import itertools
+import mmap
+import os
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -30,7 +37,7 @@ from switch.iso.message import Message, response_mti
 from switch.logs import get_logger
 from switch.metrics import Metrics
 
-__all__ = ["FORMAT_ERROR", "MessageHandler", "TerminalServer", "open_listeners"]
+__all__ = ["FORMAT_ERROR", "ConnectionBoard", "ListenerShare", "MessageHandler", "TerminalServer"]
 
 log = get_logger("terminal")
 
@@ -44,35 +51,109 @@ _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 MessageHandler = Callable[[Message], Awaitable[Message | None]]
 
 
-_BACKLOG = 0xFFFF  # as trio's own default: the kernel caps it at net.core.somaxconn
+# trio's own list (SocketListener.accept): errors of one failed handshake, not of the listener.
+_IGNORED_ACCEPT_ERRNOS = {
+    getattr(errno, name)
+    for name in (
+        "EPERM",
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    )
+    if hasattr(errno, name)
+}
 
 
-async def open_listeners(host: str, port: int, *, reuse_port: bool) -> list[trio.SocketListener]:
-    """TCP listeners on host:port; with `reuse_port`, each socket has SO_REUSEPORT set before it binds,
-    so that other processes (switchd workers) can listen on the same port and share its connections."""
-    if not reuse_port:
-        return await trio.open_tcp_listeners(port, host=host)
-    listeners: list[trio.SocketListener] = []
-    infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    try:
-        for family, type_, proto, _name, address in infos:
-            sock = trio.socket.socket(family, type_, proto)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                await sock.bind(address)
-                sock.listen(_BACKLOG)
-            except BaseException:
-                sock.close()
-                raise
-            listeners.append(trio.SocketListener(sock))
-    except BaseException:
-        for listener in listeners:
-            await trio.aclose_forcefully(listener)
-        raise
-    return listeners
+class ConnectionBoard:
+    """How many terminal connections each process of a switchd set holds, in memory all of them map.
+
+    The processes accept from one listening socket, so a new connection wakes every one of them. A
+    process that holds more connections than another accepting process leaves it to that one for
+    `DEFER_S`, and takes it itself only if it is still waiting then (the other process is busy, stuck or
+    gone). Connections therefore spread evenly whatever their source ports, which SO_REUSEPORT's hash
+    does not do: 16 terminals over 2 processes often split 10/6 or worse, and an acquirer host's 2
+    connections land on one process half the time, leaving the other core idle.
+
+    One signed 64-bit count per process (slot 0 the primary, slot i worker i), `NOT_ACCEPTING` while it
+    starts, drains or after it has exited. Each slot is written by its own process (and by the primary
+    once a worker has exited) with one aligned 8-byte store and read without a lock: a stale read only
+    changes which process takes one connection. The memory is a memfd the workers inherit.
+    """
+
+    NOT_ACCEPTING = -1
+    DEFER_S = 0.05
+
+    def __init__(self, memory: mmap.mmap | bytearray, *, fd: int | None = None) -> None:
+        self._memory = memory
+        self._counts = memoryview(memory).cast("q")
+        self.fd = fd  # the memfd to pass to workers; None for a board in plain memory (tests)
+
+    @classmethod
+    def create(cls, processes: int) -> ConnectionBoard:
+        """A new board for `processes` processes, every slot not accepting yet."""
+        if processes < 1:
+            raise ValueError("a board needs at least one process")
+        fd = os.memfd_create("switchd-connections")
+        try:
+            os.ftruncate(fd, 8 * processes)
+            board = cls(mmap.mmap(fd, 8 * processes), fd=fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        for slot in range(processes):
+            board.stop_accepting(slot)
+        return board
+
+    @classmethod
+    def attach(cls, fd: int) -> ConnectionBoard:
+        """The board a primary created, from the descriptor this process inherited."""
+        size = os.fstat(fd).st_size
+        if size < 8 or size % 8:
+            raise ValueError("not a connection board (its size is not a whole number of slots)")
+        return cls(mmap.mmap(fd, size), fd=fd)
+
+    @property
+    def processes(self) -> int:
+        return len(self._counts)
+
+    def post(self, slot: int, connections: int) -> None:
+        """`slot`'s process accepts and holds `connections` terminal connections."""
+        self._counts[slot] = connections
+
+    def stop_accepting(self, slot: int) -> None:
+        self._counts[slot] = self.NOT_ACCEPTING
+
+    def counts(self) -> list[int]:
+        return list(self._counts)
+
+    def others_have_fewer(self, slot: int) -> bool:
+        """Whether another accepting process holds fewer connections than `slot`'s."""
+        mine = self._counts[slot]
+        return any(0 <= count < mine for other, count in enumerate(self._counts) if other != slot)
+
+    def close(self) -> None:
+        self._counts.release()
+        if isinstance(self._memory, mmap.mmap):
+            self._memory.close()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+@dataclass(frozen=True)
+class ListenerShare:
+    """This process's part in a set of switchd processes that accept terminals from one socket."""
+
+    board: ConnectionBoard
+    slot: int
+    # Listening sockets inherited from the primary; empty for the primary, which opens them itself.
+    sockets: tuple[socket.socket, ...] = ()
 
 
 class _Replies:
@@ -146,12 +227,11 @@ class TerminalServer:
         name: str,
         codec: Codec,
         handler: MessageHandler,
-        reuse_port: bool = False,
+        share: ListenerShare | None = None,
     ) -> None:
         self.config = config
-        # Several switchd workers share one port (SO_REUSEPORT): the kernel spreads new connections
-        # over their listening sockets.
-        self.reuse_port = reuse_port
+        # One of several switchd processes accepting from one socket (switch.workers), or alone.
+        self.share = share
         self.metrics = metrics
         self.name = name
         self.codec = codec
@@ -165,6 +245,7 @@ class TerminalServer:
         self._read_scopes: set[trio.CancelScope] = set()
         self._draining = False
         self._open = 0
+        self._starting = 0  # accepted from a shared socket, its task not started yet
         self._slots = trio.CapacityLimiter(config.connections_max)
         self._all_closed = trio.Event()
         # Children of the per-frame metrics, resolved once (labels() locks and looks up on every call).
@@ -175,52 +256,102 @@ class TerminalServer:
     async def serve(
         self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        listeners = await open_listeners(self.config.host, self.config.port, reuse_port=self.reuse_port)
+        if self.share is not None and self.share.sockets:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in self.share.sockets]
+        else:
+            listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         try:
             async with trio.open_nursery() as connections:
                 self._connections = connections
                 self.metrics.listener_up.labels(self.name).set(1)
                 task_status.started(listeners)
                 with self._accepting:
+                    self._post_connections()
                     async with trio.open_nursery() as acceptors:
                         for listener in listeners:
                             acceptors.start_soon(self._accept_loop, listener)
+                self._stop_accepting()
                 self.metrics.listener_up.labels(self.name).set(0)
                 # Accepting stopped (drain): close the listening sockets now, so a terminal that dials in
                 # during the drain is refused at once (and tries another switch) instead of waiting in
-                # the accept queue; the connections nursery waits for the open ones.
+                # the accept queue (with workers, once every process of the set has closed its copy);
+                # the connections nursery waits for the open ones.
                 for listener in listeners:
                     await trio.aclose_forcefully(listener)
         finally:
+            self._stop_accepting()
             self.metrics.listener_up.labels(self.name).set(0)
             for listener in listeners:
                 await trio.aclose_forcefully(listener)
 
+    def _post_connections(self) -> None:
+        if self.share is not None and not self._accepting.cancel_called:
+            self.share.board.post(self.share.slot, self._open + self._starting)
+
+    def _stop_accepting(self) -> None:
+        if self.share is not None:
+            self.share.board.stop_accepting(self.share.slot)
+
     async def _accept_loop(self, listener: trio.SocketListener) -> None:
         assert self._connections is not None
-        while True:
-            await self._slots.acquire_on_behalf_of(listener)  # waits while connections_max are open
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
+        shared = self.share is not None and self.share.board.processes > 1
+        # The shared socket is polled by every process: accept() itself must not wait (a waiting accept
+        # would take the next connection without looking at the board), so it runs on a duplicate
+        # stdlib socket in non-blocking mode.
+        raw = socket.socket(fileno=os.dup(listener.socket.fileno())) if shared else None
+        try:
+            while True:
+                await self._slots.acquire_on_behalf_of(listener)  # waits while connections_max are open
+                try:
+                    stream = await (self._accept_balanced(raw) if raw is not None else listener.accept())
+                except OSError as exc:
+                    self._slots.release_on_behalf_of(listener)
+                    if exc.errno in _RESOURCE_ERRNOS:
+                        log.error(
+                            "accept failed; pausing", listener=self.name, errno=errno.errorcode[exc.errno]
+                        )
+                        await trio.sleep(_ACCEPT_PAUSE_S)
+                        continue
+                    raise
+                except BaseException:
+                    self._slots.release_on_behalf_of(listener)
+                    raise
                 self._slots.release_on_behalf_of(listener)
-                if exc.errno in _RESOURCE_ERRNOS:
-                    log.error("accept failed; pausing", listener=self.name, errno=errno.errorcode[exc.errno])
-                    await trio.sleep(_ACCEPT_PAUSE_S)
+                token = object()
+                await self._slots.acquire_on_behalf_of(token)
+                self._connections.start_soon(self._run_connection, stream, token)
+        finally:
+            if raw is not None:
+                raw.close()
+
+    async def _accept_balanced(self, raw: socket.socket) -> trio.SocketStream:
+        """The next connection on a socket shared with other processes, left to a process that holds
+        fewer connections when there is one (see `ConnectionBoard`)."""
+        assert self.share is not None
+        board, slot = self.share.board, self.share.slot
+        raw.setblocking(False)
+        while True:
+            await trio.lowlevel.wait_readable(raw)
+            if board.others_have_fewer(slot):
+                await trio.sleep(board.DEFER_S)
+            try:
+                conn, _address = raw.accept()
+            except BlockingIOError:
+                continue  # another process took it
+            except OSError as exc:
+                if exc.errno in _IGNORED_ACCEPT_ERRNOS:
                     continue
                 raise
-            except BaseException:
-                self._slots.release_on_behalf_of(listener)
-                raise
-            self._slots.release_on_behalf_of(listener)
-            token = object()
-            await self._slots.acquire_on_behalf_of(token)
-            self._connections.start_soon(self._run_connection, stream, token)
+            # Counted at once, before its task starts, so that the next wake-up already sees it.
+            self._starting += 1
+            self._post_connections()
+            return trio.SocketStream(trio.socket.from_stdlib_socket(conn))
 
     async def drain(self, timeout_s: float) -> None:
         """Stop accepting and reading; wait up to `timeout_s` for in-flight answers, then cut the rest."""
         self._draining = True
         self._accepting.cancel()
+        self._stop_accepting()  # now: the other processes must stop leaving connections to this one
         for scope in list(self._read_scopes):
             scope.cancel()
         if self._open:
@@ -239,6 +370,9 @@ class TerminalServer:
             peer_text = "unknown"
         structlog.contextvars.bind_contextvars(conn=f"{self.name}-{conn_id}", peer=peer_text)
         self._open += 1
+        if self.share is not None and self._starting:
+            self._starting -= 1
+        self._post_connections()
         self._all_closed = trio.Event() if self._open == 1 and self._all_closed.is_set() else self._all_closed
         self.metrics.connections_open.labels(self.name).inc()
         self.metrics.connections_total.labels(self.name).inc()
@@ -260,6 +394,7 @@ class TerminalServer:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
             self._open -= 1
+            self._post_connections()
             self._slots.release_on_behalf_of(token)
             self.metrics.connections_open.labels(self.name).dec()
             log.info("connection closed", reason=reason)

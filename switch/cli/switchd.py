@@ -24,7 +24,7 @@ def _run(args: argparse.Namespace) -> int:
     # busy trio thread to let go, several times per round trip; 0.5 ms keeps those waits short.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
-        trio.run(workers.start(config, demo=args.demo, life_fd=args.worker_life_fd))
+        trio.run(workers.start(config, demo=args.demo, place=_worker_place(args)))
     except KeyboardInterrupt:
         # Ctrl-C while no signal watcher runs: only in the last moment of the exit, after run_switch's
         # watcher ended (it is the first thing run_switch starts and the last it stops).
@@ -38,6 +38,19 @@ def _run(args: argparse.Namespace) -> int:
         get_logger("switchd").exception("switchd failed", error=type(exc).__name__)
         return 1
     return 0
+
+
+def _worker_place(args: argparse.Namespace) -> workers.WorkerPlace | None:
+    if args.worker_life_fd is None:
+        return None
+    if args.worker_slot is None or args.worker_board_fd is None:
+        raise SystemExit("error: --worker-life-fd needs --worker-slot and --worker-board-fd")
+    return workers.WorkerPlace(
+        life_fd=args.worker_life_fd,
+        slot=args.worker_slot,
+        board_fd=args.worker_board_fd,
+        listen_fds=tuple(args.worker_listen_fd),
+    )
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -65,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Set by a primary switchd for the worker processes it starts (switch/cli/workers.py), not by people.
     run.add_argument("--worker-life-fd", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--worker-slot", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--worker-board-fd", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--worker-listen-fd", type=int, action="append", default=[], help=argparse.SUPPRESS)
     run.set_defaults(func=_run)
     cfg = sub.add_parser("config", help="list every config key, or --check a config file")
     cfg.add_argument("--config", help="TOML config file")

@@ -6,9 +6,9 @@ changes confirmed by every listener, store-and-forward leases, network keys), ex
 switchd machines on one database, so more processes spread the work over more cores with no new rules.
 
 The primary starts the embedded PostgreSQL when no DSN is configured, migrates, seeds the demo and
-serves; then it starts the workers with its database URL and terminal port. Each worker serves the same
-port (SO_REUSEPORT: the kernel spreads new connections over the processes; a terminal's connection stays
-with one of them), under its own node name (`<node>.w<i>`) and metrics port (`metrics.port + i`, or a
+serves; then it starts the workers with its database URL and its terminal listening socket. Every process
+accepts from that one socket, and a shared connection board (`ConnectionBoard`) spreads the terminals
+evenly over them; a terminal's connection stays with one process. Each worker serves under its own node name (`<node>.w<i>`) and metrics port (`metrics.port + i`, or a
 free one when the port is 0). On SIGINT/SIGTERM the primary passes the signal on, every process drains,
 and the primary stops the database only after every worker has exited. A worker whose primary is gone
 (killed) drains and exits too: it watches a pipe that only the primary holds open.
@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import structlog
 import trio
 
+from switch.adapters.terminal_server import ConnectionBoard, ListenerShare
 from switch.app import ReadyInfo, run_switch
 from switch.config import Config
 from switch.logs import get_logger
 
-__all__ = ["run_primary", "run_worker"]
+__all__ = ["WorkerPlace", "run_primary", "run_worker"]
 
 log = get_logger("switchd")
 
@@ -71,6 +74,7 @@ async def run_primary(config: Config, *, demo: bool) -> None:
     # Inherited by every worker, never written: when this process ends, however it ends, the workers
     # read end-of-file on it and stop.
     life_read, life_write = os.pipe()
+    board = ConnectionBoard.create(config.switch.workers)
 
     def pass_on(signum: int) -> None:
         for worker in workers:
@@ -99,7 +103,7 @@ async def run_primary(config: Config, *, demo: bool) -> None:
                 demo=demo,
                 stop_event=stop,
                 install_signal_handlers=False,
-                reuse_port=True,
+                share=ListenerShare(board, 0),
                 before_database_stops=stop_workers,
                 task_status=ready,
             )
@@ -121,20 +125,30 @@ async def run_primary(config: Config, *, demo: bool) -> None:
                     "run",
                     "--worker-life-fd",
                     str(life_read),
+                    "--worker-slot",
+                    str(index),
+                    "--worker-board-fd",
+                    str(board.fd),
                 ]
+                for fd in info.terminal_fds:
+                    command += ["--worker-listen-fd", str(fd)]
                 if demo:
                     command.append("--demo")
+                assert board.fd is not None
                 worker = await trio.lowlevel.open_process(
-                    command, env=_worker_env(config, info, index), pass_fds=(life_read,)
+                    command,
+                    env=_worker_env(config, info, index),
+                    pass_fds=(life_read, board.fd, *info.terminal_fds),
                 )
                 workers.append(worker)
                 log.info("worker started", worker=index, pid=worker.pid)
-                nursery.start_soon(_report_exit, worker, index, stop)
+                nursery.start_soon(_report_exit, worker, index, stop, board)
             await done.wait()
             nursery.cancel_scope.cancel()
     finally:
         os.close(life_read)
         os.close(life_write)
+        board.close()
 
 
 class _Ready:
@@ -150,8 +164,9 @@ class _Ready:
         self._status.started(value)
 
 
-async def _report_exit(worker: trio.Process, index: int, stop: trio.Event) -> None:
+async def _report_exit(worker: trio.Process, index: int, stop: trio.Event, board: ConnectionBoard) -> None:
     code = await worker.wait()
+    board.stop_accepting(index)  # however it ended: the others must not leave connections to it
     if not stop.is_set():
         # Not restarted: the others keep serving the port; a supervisor above switchd (systemd, say)
         # restarts the whole set if the operator wants it back.
@@ -160,10 +175,27 @@ async def _report_exit(worker: trio.Process, index: int, stop: trio.Event) -> No
         )
 
 
-async def run_worker(config: Config, *, demo: bool, life_fd: int) -> None:
-    """Serve as a worker: the primary's database and port, no seeding; stop when the primary goes."""
+@dataclass(frozen=True)
+class WorkerPlace:
+    """What a primary hands a worker on its command line: descriptors it inherits, and its slot."""
+
+    life_fd: int
+    slot: int
+    board_fd: int
+    listen_fds: Sequence[int] = ()
+
+
+async def run_worker(config: Config, *, demo: bool, place: WorkerPlace) -> None:
+    """Serve as a worker: the primary's database and listening socket, no seeding; stop when the
+    primary goes."""
     structlog.contextvars.bind_contextvars(node=config.switch.node_name)
     stop = trio.Event()
+    life_fd = place.life_fd
+    share = ListenerShare(
+        ConnectionBoard.attach(place.board_fd),
+        place.slot,
+        tuple(socket.socket(fileno=fd) for fd in place.listen_fds),
+    )
 
     async def watch_primary() -> None:
         await trio.lowlevel.wait_readable(life_fd)  # readable only at end-of-file: the primary is gone
@@ -173,14 +205,17 @@ async def run_worker(config: Config, *, demo: bool, life_fd: int) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_primary)
-        await run_switch(config, demo=demo, stop_event=stop, seed=False, reuse_port=True)
+        try:
+            await run_switch(config, demo=demo, stop_event=stop, seed=False, share=share)
+        finally:
+            share.board.close()
         nursery.cancel_scope.cancel()
 
 
-def start(config: Config, *, demo: bool, life_fd: int | None) -> Callable[[], Awaitable[None]]:
+def start(config: Config, *, demo: bool, place: WorkerPlace | None) -> Callable[[], Awaitable[None]]:
     """The trio main function for this process: primary, worker, or a plain single switchd."""
-    if life_fd is not None:
-        return partial(run_worker, config, demo=demo, life_fd=life_fd)
+    if place is not None:
+        return partial(run_worker, config, demo=demo, place=place)
     if config.switch.workers > 1:
         return partial(run_primary, config, demo=demo)
     return partial(run_switch, config, demo=demo)

@@ -26,7 +26,7 @@ import trio
 import trio.testing
 
 from specs.demo_networks import NETWORKS
-from switch.adapters.terminal_server import TerminalServer, open_listeners
+from switch.adapters.terminal_server import ConnectionBoard, ListenerShare, TerminalServer
 from switch.app import ReadyInfo, run_switch
 from switch.config import TerminalListenerConfig, load_config
 from switch.iso.codec import Codec, Packet
@@ -564,29 +564,90 @@ def test_sigterm_while_postgresql_starts_stops_cleanly():
     assert not any("switchd ready" in event for event in events)
 
 
-async def test_reuse_port_lets_two_listeners_share_one_port():
-    """If two terminal servers open with reuse_port on one port, then both bind and connections reach them."""
-    first = await open_listeners("127.0.0.1", 0, reuse_port=True)
-    port = first[0].socket.getsockname()[1]
-    second = await open_listeners("127.0.0.1", port, reuse_port=True)
+async def _echo_on(stream: trio.SocketStream, stan: str) -> str:
+    reply = await exchange(stream, CODEC.encode_frame(echo_request(stan), TPDU))
+    return reply.message.get(39) or ""
+
+
+async def test_two_servers_on_one_socket_split_the_connections_evenly():
+    """If two terminal servers accept from one socket with one board, then 16 connections split 8/8."""
+    board = ConnectionBoard.create(2)
+    handler = GatedHandler()
+    handler.release.set()
+    config = TerminalListenerConfig(port=0)
+    first = TerminalServer(
+        config,
+        Metrics.create(version="test", node_name="n1"),
+        name="terminal",
+        codec=CODEC,
+        handler=handler,
+        share=ListenerShare(board, 0),
+    )
     try:
-        with pytest.raises(OSError):  # without SO_REUSEPORT the port is taken
-            await open_listeners("127.0.0.1", port, reuse_port=False)
-        accepted = 0
-        with trio.fail_after(5):
-            for _ in range(8):
-                client = await trio.open_tcp_stream("127.0.0.1", port)
-                for listener in first + second:
-                    with trio.move_on_after(0.05):
-                        stream = await listener.accept()
-                        accepted += 1
-                        await stream.aclose()
-                        break
-                await client.aclose()
-        assert accepted == 8
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(first.serve)
+            port = listeners[0].socket.getsockname()[1]
+            inherited = socket.socket(fileno=os.dup(listeners[0].socket.fileno()))
+            second = TerminalServer(
+                config,
+                Metrics.create(version="test", node_name="n2"),
+                name="terminal",
+                codec=CODEC,
+                handler=handler,
+                share=ListenerShare(board, 1, (inherited,)),
+            )
+            await nursery.start(second.serve)
+            streams = []
+            with trio.fail_after(10):
+                for n in range(16):
+                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                    streams.append(stream)
+                    assert await _echo_on(stream, f"{n + 1:06d}") == "00"
+                assert board.counts() == [8, 8]
+                for stream in streams:
+                    await stream.aclose()
+                await trio.testing.wait_all_tasks_blocked()
+                assert board.counts() == [0, 0]
+                await first.drain(5)
+                await second.drain(5)
+            # A drained process is out of the count, so that the others stop leaving connections to it.
+            assert board.counts() == [ConnectionBoard.NOT_ACCEPTING] * 2
+            nursery.cancel_scope.cancel()
     finally:
-        for listener in first + second:
-            await listener.aclose()
+        board.close()
+
+
+async def test_a_process_that_never_accepts_does_not_stop_the_others():
+    """If the board says another process holds fewer connections but it never accepts, then this one still
+    takes every connection, after deferring to it."""
+    board = ConnectionBoard.create(2)
+    board.post(1, 0)  # a process that looks alive and idle, and is stuck
+    handler = GatedHandler()
+    handler.release.set()
+    server = TerminalServer(
+        TerminalListenerConfig(port=0),
+        Metrics.create(version="test", node_name="n1"),
+        name="terminal",
+        codec=CODEC,
+        handler=handler,
+        share=ListenerShare(board, 0),
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(server.serve)
+            port = listeners[0].socket.getsockname()[1]
+            streams = []
+            with trio.fail_after(10):
+                for n in range(4):
+                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                    streams.append(stream)
+                    assert await _echo_on(stream, f"{n + 1:06d}") == "00"
+            assert board.counts() == [4, 0]
+            for stream in streams:
+                await stream.aclose()
+            nursery.cancel_scope.cancel()
+    finally:
+        board.close()
 
 
 async def test_connection_reset_by_the_terminal_closes_only_that_connection():
