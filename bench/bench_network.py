@@ -10,6 +10,8 @@ p99 at 1,000/s offered. Everything on this one machine:
    Visa cards (`loadgen --card-bin 476173`): at 1,000/s offered and at the maximum rate;
 3. what the switch adds: (2)'s latency at 1,000/s minus (1)'s, percentile by percentile, and the switch's
    own view of its network round trips (`switch_network_latency_seconds`, bucket bounds) in that run.
+Each switchd run also prints the CPU per purchase of switchd, netsim, PostgreSQL and the load generator
+and the time they waited for a CPU (bench/cpu.py, from the scheduler's own statistics).
 Every paced run is also made at --low-rate (default 200/s), a load the switch serves without queueing
 on this machine, so that what the switch itself adds shows apart from the queueing of an overload.
 Options: --duration S (default 15), --terminals N (16), --in-flight N (8), --workers N (switchd
@@ -32,7 +34,7 @@ from typing import Any
 
 import trio
 
-from bench.common import option, report, run_loadgen, wait_for_events
+from bench.common import option, report, report_cpu, run_loadgen, wait_for_events
 from simulators.loadgen import percentile
 from simulators.messages import demo_card
 from simulators.netsim.acquirer import Originator, parse_originate
@@ -50,6 +52,7 @@ TARGET_ADDED_P99_MS = 5.0
 PACED_RATE_PER_S = 1000.0
 DIRECT_WINDOW = 64  # requests in flight at most on the direct connection at max rate
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+CPU_GROUPS = ("switchd", "netsim", "postgres", "loadgen")
 
 
 # -- the processes ------------------------------------------------------------------------------------
@@ -80,7 +83,7 @@ def _loadgen(
     count: int | None = None,
 ) -> dict[str, Any]:
     """Purchases for netsim's Visa cards; with a duration, the first 3 s (caches filling, the first key
-    exchange) are not counted."""
+    exchange) are not counted, and the CPU by process group is measured (bench/cpu.py)."""
     return run_loadgen(
         port,
         rate=rate,
@@ -90,6 +93,7 @@ def _loadgen(
         terminals=terminals,
         in_flight=in_flight,
         extra=("--card-bin", NETWORK.bins[0]),
+        measure_cpu=duration_s is not None,
     )
 
 
@@ -362,6 +366,7 @@ def run(args: list[str]) -> None:
             paced = _loadgen(port, rate=rate, duration_s=duration_s, terminals=terminals, in_flight=in_flight)
             after = _scrape(metrics)
             report(f"switchd x{workers} forwarding, {rate:,.0f}/s", paced, width=44)
+            report_cpu(paced, CPU_GROUPS)
             round_trips = ", ".join(f"p{p:g} {_bucket_percentile(before, after, p)}" for p in (50.0, 99.0))
             print(f"  its network round trips (switch_network_latency_seconds): {round_trips}", flush=True)
             added = {
@@ -381,6 +386,7 @@ def run(args: list[str]) -> None:
                 verdict = "met" if met else "NOT met"
         full = _loadgen(port, rate=0, duration_s=duration_s, terminals=terminals, in_flight=in_flight)
         report(f"switchd x{workers} forwarding, max rate", full, width=44)
+        report_cpu(full, CPU_GROUPS)
         print(
             f"target (the switch adds at most {TARGET_ADDED_P99_MS:g} ms p99 at 1,000/s offered): {verdict}",
             flush=True,

@@ -6,6 +6,8 @@ PostgreSQL (fsync on, synchronous commit), the load generator as a separate proc
 1. echo server, maximum rate: the ceiling;
 2. switchd, maximum rate: purchases with PIN (HSM in-process, ledger group commit, journal);
 3. switchd at 1,000 purchases/s offered: the latency a terminal sees at that load.
+Runs 2 and 3 also print the CPU per purchase of switchd, PostgreSQL and the load generator, the time
+they waited for a CPU, and how busy the machine was (bench/cpu.py, from the scheduler's own statistics).
 Options: --duration S (default 15), --terminals N (default 16), --in-flight N (default 8),
 --workers N (switchd processes on the port, default 2: one per core of this machine; 1 for a single
 process).
@@ -21,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import option, report, run_loadgen, wait_for_events
+from bench.common import option, report, report_cpu, run_loadgen, wait_for_events
 from tests.fixtures.pg import make_world_readable_tmpdir
 
 WARMUP_S = 3
@@ -94,9 +96,16 @@ def run(args: list[str]) -> None:
         ready = wait_for_events(log_path, "ready", workers, 180)[0]
         port = int(ready["terminal"].rsplit(":", 1)[1])
         full = run_loadgen(
-            port, rate=0, duration_s=duration_s, warmup_s=WARMUP_S, terminals=terminals, in_flight=in_flight
+            port,
+            rate=0,
+            duration_s=duration_s,
+            warmup_s=WARMUP_S,
+            terminals=terminals,
+            in_flight=in_flight,
+            measure_cpu=True,
         )
         report(f"switchd x{workers} purchases, max rate", full, width=34)
+        report_cpu(full, ["switchd", "postgres", "loadgen"])
         paced = run_loadgen(
             port,
             rate=1000,
@@ -104,8 +113,10 @@ def run(args: list[str]) -> None:
             warmup_s=WARMUP_S,
             terminals=terminals,
             in_flight=in_flight,
+            measure_cpu=True,
         )
         report(f"switchd x{workers} purchases, 1,000/s", paced, width=34)
+        report_cpu(paced, ["switchd", "postgres", "loadgen"])
         if ceiling["tps"]:
             print(f"switch / ceiling: {full['tps'] / ceiling['tps']:.2f}", flush=True)
     finally:

@@ -1,17 +1,22 @@
 """Pieces the benchmarks share: `--name=value` options, waiting for a process's JSON log lines, running
-the load generator as a separate process, and the one-line report of its summary."""
+the load generator as a separate process (optionally measuring the machine's CPU by process group while
+it runs, bench/cpu.py), and the one-line report of its summary."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["json_lines", "option", "report", "run_loadgen", "wait_for_events"]
+from bench.cpu import CpuWindow, machine_ticks, snapshot
+
+__all__ = ["json_lines", "option", "report", "report_cpu", "run_loadgen", "wait_for_events"]
 
 
 def option(args: list[str], name: str, default: float) -> float:
@@ -56,10 +61,13 @@ def run_loadgen(
     warmup_s: float,
     count: int | None = None,
     extra: Sequence[str] = (),
+    measure_cpu: bool = False,
 ) -> dict[str, Any]:
     """`loadgen --json` purchases against `port`, as its own process; its summary. With a duration, the
     first `warmup_s` of load (caches filling, plans settling) are sent, not counted; without, `count`
-    requests."""
+    requests. With `measure_cpu` (and a duration of at least 4 s), the summary's "cpu" is a `CpuWindow`
+    from one second after the warm-up to one second before the end, and "cpu_transactions" the answers
+    counted in that window (from loadgen's progress lines)."""
     command = [
         sys.executable,
         "-m",
@@ -81,13 +89,42 @@ def run_loadgen(
         command += ["--duration", str(duration_s), "--warmup", str(warmup_s)]
     else:
         command += ["--count", str(count)]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=(duration_s or 60) + warmup_s + 120, check=False
+    timeout_s = (duration_s or 60) + warmup_s + 120
+    window = (
+        (warmup_s + 1, warmup_s + duration_s - 1) if measure_cpu and duration_s and duration_s >= 4 else None
     )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{") and '"progress"' not in line]
+    marks: list[tuple[float, int, dict[int, Any], tuple[int, int]]] = []
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
+        assert proc.stdout is not None
+        watchdog = threading.Timer(timeout_s, proc.kill)  # a stuck loadgen must not hang the benchmark
+        watchdog.start()
+        try:
+            out = []
+            for line in proc.stdout:
+                out.append(line)
+                if window is not None and len(marks) < 2 and '"progress"' in line:
+                    progress = json.loads(line)
+                    if progress["elapsed_s"] >= window[len(marks)]:
+                        marks.append((time.monotonic(), progress["answered"], snapshot(), machine_ticks()))
+            proc.wait(timeout_s)
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        errors.seek(0)
+        stderr = errors.read()
+    lines = [line for line in out if line.startswith("{") and '"progress"' not in line]
     if not lines:
-        raise RuntimeError(f"loadgen printed no summary: {done.stderr[-500:]}")
+        raise RuntimeError(f"loadgen printed no summary: {stderr[-500:]}")
     summary: dict[str, Any] = json.loads(lines[-1])
+    if len(marks) == 2:
+        (t0, answered0, before, ticks0), (t1, answered1, after, ticks1) = marks
+        summary["cpu"] = CpuWindow.between(
+            before, after, seconds=t1 - t0, ticks_before=ticks0, ticks_after=ticks1
+        )
+        summary["cpu_transactions"] = answered1 - answered0
     return summary
 
 
@@ -100,3 +137,10 @@ def report(name: str, s: dict[str, Any], *, width: int) -> None:
         f"  p99.9 {lat['p99.9']:7.2f} ms  timeouts {s['timeouts']}  codes {codes}",
         flush=True,
     )
+
+
+def report_cpu(s: dict[str, Any], groups: Sequence[str]) -> None:
+    """The CPU line of a summary made with `measure_cpu`, if it has one."""
+    window = s.get("cpu")
+    if isinstance(window, CpuWindow):
+        print("  " + window.describe(int(s["cpu_transactions"]), [*groups, "other"]), flush=True)
