@@ -193,3 +193,64 @@ async def test_hosted_loop_sleeps_while_idle():
         assert used_s < 0.2
     finally:
         await hosted.aclose()
+
+
+async def _count_trio_passes_while(hosted: HostedLoop, work) -> tuple[object, int]:
+    """Run `work` on the hosted loop; count the passes a busy trio task got meanwhile."""
+    passes = 0
+    done = False
+
+    async def count() -> None:
+        nonlocal passes
+        while not done:
+            passes += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(count)
+        await trio.lowlevel.checkpoint()
+        result = await hosted.call(work)
+        done = True
+    return result, passes
+
+
+async def test_hosted_loop_runs_a_chain_of_ready_callbacks_in_one_trio_pass():
+    """If an asyncio coroutine hops through 20 loop iterations, then trio's scheduler runs a few passes
+    meanwhile, not one per iteration (each pass cost more than the iteration itself)."""
+    hosted = HostedLoop()
+    hosted.start()
+    try:
+
+        async def hops() -> str:
+            for _ in range(20):
+                await asyncio.sleep(0)
+            return "done"
+
+        result, passes = await _count_trio_passes_while(hosted, hops)
+        assert result == "done"
+        assert passes <= 4, passes
+    finally:
+        await hosted.aclose()
+
+
+async def test_hosted_loop_that_is_always_ready_does_not_starve_trio():
+    """If an asyncio task never stops being ready, then trio tasks still get their turns."""
+    hosted = HostedLoop()
+    hosted.start()
+    try:
+
+        async def spin() -> None:
+            while True:  # noqa: ASYNC110 - a task that is always ready is the point, not a wait
+                await asyncio.sleep(0)
+
+        turns = 0
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(hosted.call, spin)
+                while turns < 50:
+                    turns += 1
+                    await trio.lowlevel.checkpoint()
+                nursery.cancel_scope.cancel()
+        assert turns == 50
+    finally:
+        await hosted.aclose()
