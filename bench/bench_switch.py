@@ -95,28 +95,20 @@ def run(args: list[str]) -> None:
     try:
         ready = wait_for_events(log_path, "ready", workers, 180)[0]
         port = int(ready["terminal"].rsplit(":", 1)[1])
-        full = run_loadgen(
-            port,
-            rate=0,
-            duration_s=duration_s,
-            warmup_s=WARMUP_S,
-            terminals=terminals,
-            in_flight=in_flight,
-            measure_cpu=True,
-        )
-        report(f"switchd x{workers} purchases, max rate", full, width=34)
-        report_cpu(full, ["switchd", "postgres", "loadgen"])
-        paced = run_loadgen(
-            port,
-            rate=1000,
-            duration_s=duration_s,
-            warmup_s=WARMUP_S,
-            terminals=terminals,
-            in_flight=in_flight,
-            measure_cpu=True,
-        )
-        report(f"switchd x{workers} purchases, 1,000/s", paced, width=34)
-        report_cpu(paced, ["switchd", "postgres", "loadgen"])
+        runs = {}
+        for label, rate in (("max rate", 0), ("1,000/s", 1000)):
+            runs[rate] = run_loadgen(
+                port,
+                rate=rate,
+                duration_s=duration_s,
+                warmup_s=WARMUP_S,
+                terminals=terminals,
+                in_flight=in_flight,
+                measure_cpu=True,
+            )
+            report(f"switchd x{workers} purchases, {label}", runs[rate], width=34)
+            report_cpu(runs[rate], ["switchd", "postgres", "loadgen"])
+        full = runs[0]
         if ceiling["tps"]:
             print(f"switch / ceiling: {full['tps'] / ceiling['tps']:.2f}", flush=True)
     finally:

@@ -569,47 +569,46 @@ async def _echo_on(stream: trio.SocketStream, stan: str) -> str:
     return reply.message.get(39) or ""
 
 
+def _shared_server(name: str, share: ListenerShare) -> TerminalServer:
+    """A terminal server that answers every request 00, accepting as one process of a set."""
+    handler = GatedHandler()
+    handler.release.set()
+    metrics = Metrics.create(version="test", node_name=name)
+    return TerminalServer(
+        TerminalListenerConfig(port=0), metrics, name="terminal", codec=CODEC, handler=handler, share=share
+    )
+
+
+async def _connect_and_echo(port: int, connections: int) -> list[trio.SocketStream]:
+    """Open `connections` one after the other, each answered once (so accepted) and kept open."""
+    streams = []
+    with trio.fail_after(10):
+        for n in range(connections):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            streams.append(stream)
+            assert await _echo_on(stream, f"{n + 1:06d}") == "00"
+    return streams
+
+
 async def test_two_servers_on_one_socket_split_the_connections_evenly():
     """If two terminal servers accept from one socket with one board, then 16 connections split 8/8."""
     board = ConnectionBoard.create(2)
-    handler = GatedHandler()
-    handler.release.set()
-    config = TerminalListenerConfig(port=0)
-    first = TerminalServer(
-        config,
-        Metrics.create(version="test", node_name="n1"),
-        name="terminal",
-        codec=CODEC,
-        handler=handler,
-        share=ListenerShare(board, 0),
-    )
+    first = _shared_server("n1", ListenerShare(board, 0))
     try:
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(first.serve)
             port = listeners[0].socket.getsockname()[1]
             inherited = socket.socket(fileno=os.dup(listeners[0].socket.fileno()))
-            second = TerminalServer(
-                config,
-                Metrics.create(version="test", node_name="n2"),
-                name="terminal",
-                codec=CODEC,
-                handler=handler,
-                share=ListenerShare(board, 1, (inherited,)),
-            )
+            second = _shared_server("n2", ListenerShare(board, 1, (inherited,)))
             await nursery.start(second.serve)
-            streams = []
-            with trio.fail_after(10):
-                for n in range(16):
-                    stream = await trio.open_tcp_stream("127.0.0.1", port)
-                    streams.append(stream)
-                    assert await _echo_on(stream, f"{n + 1:06d}") == "00"
-                assert board.counts() == [8, 8]
-                for stream in streams:
-                    await stream.aclose()
-                await trio.testing.wait_all_tasks_blocked()
-                assert board.counts() == [0, 0]
-                await first.drain(5)
-                await second.drain(5)
+            streams = await _connect_and_echo(port, 16)
+            assert board.counts() == [8, 8]
+            for stream in streams:
+                await stream.aclose()
+            await trio.testing.wait_all_tasks_blocked()
+            assert board.counts() == [0, 0]
+            await first.drain(5)
+            await second.drain(5)
             # A drained process is out of the count, so that the others stop leaving connections to it.
             assert board.counts() == [ConnectionBoard.NOT_ACCEPTING] * 2
             nursery.cancel_scope.cancel()
@@ -622,26 +621,11 @@ async def test_a_process_that_never_accepts_does_not_stop_the_others():
     takes every connection, after deferring to it."""
     board = ConnectionBoard.create(2)
     board.post(1, 0)  # a process that looks alive and idle, and is stuck
-    handler = GatedHandler()
-    handler.release.set()
-    server = TerminalServer(
-        TerminalListenerConfig(port=0),
-        Metrics.create(version="test", node_name="n1"),
-        name="terminal",
-        codec=CODEC,
-        handler=handler,
-        share=ListenerShare(board, 0),
-    )
+    server = _shared_server("n1", ListenerShare(board, 0))
     try:
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(server.serve)
-            port = listeners[0].socket.getsockname()[1]
-            streams = []
-            with trio.fail_after(10):
-                for n in range(4):
-                    stream = await trio.open_tcp_stream("127.0.0.1", port)
-                    streams.append(stream)
-                    assert await _echo_on(stream, f"{n + 1:06d}") == "00"
+            streams = await _connect_and_echo(listeners[0].socket.getsockname()[1], 4)
             assert board.counts() == [4, 0]
             for stream in streams:
                 await stream.aclose()
