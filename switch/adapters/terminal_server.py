@@ -87,7 +87,7 @@ class ConnectionBoard:
     """
 
     NOT_ACCEPTING = -1
-    DEFER_S = 0.05
+    DEFER_S = 0.2  # long enough for a busy process to come round to accepting
 
     def __init__(self, memory: mmap.mmap | bytearray, *, fd: int | None = None) -> None:
         self._memory = memory

@@ -6,12 +6,13 @@ changes confirmed by every listener, store-and-forward leases, network keys), ex
 switchd machines on one database, so more processes spread the work over more cores with no new rules.
 
 The primary starts the embedded PostgreSQL when no DSN is configured, migrates, seeds the demo and
-serves; then it starts the workers with its database URL and its terminal listening socket. Every process
-accepts from that one socket, and a shared connection board (`ConnectionBoard`) spreads the terminals
-evenly over them; a terminal's connection stays with one process. Each worker serves under its own node name (`<node>.w<i>`) and metrics port (`metrics.port + i`, or a
-free one when the port is 0). On SIGINT/SIGTERM the primary passes the signal on, every process drains,
-and the primary stops the database only after every worker has exited. A worker whose primary is gone
-(killed) drains and exits too: it watches a pipe that only the primary holds open.
+serves; then it starts the workers with its database URL and its terminal listening socket. Every
+process accepts from that one socket, and a shared connection board (`ConnectionBoard`) spreads the
+terminals evenly over them; a terminal's connection stays with one process. Each worker serves under its
+own node name (`<node>.w<i>`) and metrics port (`metrics.port + i`, or a free one when the port is 0).
+On SIGINT/SIGTERM the primary passes the signal on, every process drains, and the primary stops the
+database only after every worker has exited. A worker whose primary is gone (killed) drains and exits
+too: it watches a pipe that only the primary holds open.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ async def run_primary(config: Config, *, demo: bool) -> None:
             await nursery.start(_watch_signals, stop, pass_on)
             info: ReadyInfo | None = await nursery.start(primary)
             for index in range(1, config.switch.workers if info is not None else 1):
-                assert info is not None
+                assert info is not None and board.fd is not None
                 command = [
                     sys.executable,
                     "-m",
@@ -134,7 +135,6 @@ async def run_primary(config: Config, *, demo: bool) -> None:
                     command += ["--worker-listen-fd", str(fd)]
                 if demo:
                     command.append("--demo")
-                assert board.fd is not None
                 worker = await trio.lowlevel.open_process(
                     command,
                     env=_worker_env(config, info, index),
