@@ -299,6 +299,8 @@ class TerminalServer:
         # would take the next connection without looking at the board), so it runs on a duplicate
         # stdlib socket in non-blocking mode.
         raw = socket.socket(fileno=os.dup(listener.socket.fileno())) if shared else None
+        if raw is not None:
+            raw.setblocking(False)
         try:
             while True:
                 await self._slots.acquire_on_behalf_of(listener)  # waits while connections_max are open
@@ -329,7 +331,6 @@ class TerminalServer:
         fewer connections when there is one (see `ConnectionBoard`)."""
         assert self.share is not None
         board, slot = self.share.board, self.share.slot
-        raw.setblocking(False)
         while True:
             await trio.lowlevel.wait_readable(raw)
             if board.others_have_fewer(slot):
@@ -370,7 +371,7 @@ class TerminalServer:
             peer_text = "unknown"
         structlog.contextvars.bind_contextvars(conn=f"{self.name}-{conn_id}", peer=peer_text)
         self._open += 1
-        if self.share is not None and self._starting:
+        if self._starting:  # only ever counted up for a shared socket
             self._starting -= 1
         self._post_connections()
         self._all_closed = trio.Event() if self._open == 1 and self._all_closed.is_set() else self._all_closed
