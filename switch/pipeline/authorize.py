@@ -25,10 +25,11 @@ caller journals and logs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -261,6 +262,9 @@ class Authorizer:
         self._recent: OrderedDict[str, tuple[str, _Remembered]] = OrderedDict()
         # identity -> set when its first copy has been answered: a copy that arrives meanwhile waits for it.
         self._in_flight: dict[str, trio.Event] = {}
+        # ledger identity (own_id) of a request being answered -> set when it has been: a reversal naming
+        # it meanwhile waits for it, instead of finding nothing in the ledger yet and acknowledging.
+        self._deciding: dict[str, trio.Event] = {}
         # DUKPT transaction counters each terminal has used (replays are refused).
         self._ksn_guard = KsnReplayGuard()
 
@@ -309,6 +313,30 @@ class Authorizer:
         if identity is not None:
             self._remember(identity, fingerprint, outcome)
         return outcome
+
+    @contextlib.contextmanager
+    def _deciding_on(self, own_id: str | None) -> Iterator[None]:
+        """Mark `own_id` as being answered for the block (None, or already marked: nothing to do)."""
+        if own_id is None or own_id in self._deciding:
+            yield
+            return
+        done = self._deciding[own_id] = trio.Event()
+        try:
+            yield
+        finally:
+            del self._deciding[own_id]
+            done.set()
+
+    async def _original_decided(self, original_id: str) -> None:
+        """Wait until the original named `original_id` is no longer being answered in this process.
+
+        A reversal can overtake its original: both in flight on one connection, or a terminal that gave
+        up early while the original waits for the ledger (or a network). Looked up before the original's
+        posting is committed, the original would be "unknown", the reversal acknowledged without effect,
+        and the original would then take the money anyway.
+        """
+        while (deciding := self._deciding.get(original_id)) is not None:
+            await deciding.wait()
 
     def _remember(self, identity: str, fingerprint: str, outcome: Outcome) -> None:
         self._recent[identity] = (fingerprint, _remembered(outcome))
@@ -366,6 +394,11 @@ class Authorizer:
             return self._decline(request, Result.INVALID_TRANSACTION, None)
         if any(request.get(n) is None for n in (3, 7, 11, 41, 42)):
             return self._decline(request, Result.FORMAT_ERROR, None, txn=classified.type)
+        own_id = _transfer_id(request)
+        with self._deciding_on(None if classified.reversal else own_id):
+            return await self._terminal_financial(request, classified, own_id)
+
+    async def _terminal_financial(self, request: Message, classified: Classified, own_id: str) -> Outcome:
         terminal = await self.directory.terminal(request[41])
         if terminal is None or not terminal.active:
             return self._decline(request, Result.NOT_PERMITTED_TO_TERMINAL, None, txn=classified.type)
@@ -377,7 +410,7 @@ class Authorizer:
             classified=classified,
             terminal=terminal,
             merchant=merchant,
-            own_id=_transfer_id(request),
+            own_id=own_id,
         )
         transmitted = transmission_datetime(request[7], self.clock.now())
         if transmitted is None:
@@ -741,6 +774,7 @@ class Authorizer:
             if original is None:
                 return self._finish(ctx, Result.FORMAT_ERROR)
             original_id = f"{request[41]}:{original.transmission}:{original.stan}"
+        await self._original_decided(original_id)
         if self.forwarder is not None and await self._maybe_forwarded(ctx):
             forwarded = await self.forwarder.reverse(
                 original_transfer_id=original_id,
@@ -1021,7 +1055,13 @@ class Authorizer:
         ctx.rrn = request.get(37) or retrieval_reference(transmitted, ctx.own_id)
         if classified.reversal:
             return await self._network_reversal(ctx)
-        if currency is None or currency not in issuer.settlement_accounts:
+        with self._deciding_on(ctx.own_id):
+            return await self._network_original(ctx, currency, advice=advice)
+
+    async def _network_original(self, ctx: _Context, currency: int | None, *, advice: bool) -> Outcome:
+        request = ctx.request
+        assert ctx.issuer is not None
+        if currency is None or currency not in ctx.issuer.settlement_accounts:
             ctx.card_data = parse_card_data(request.get(2), request.get(35), request.get(14))
             return self._finish(ctx, Result.UNSUPPORTED_CURRENCY)  # nothing to settle it in
         if advice:
@@ -1044,6 +1084,7 @@ class Authorizer:
             transmission=original.transmission,
             stan=original.stan,
         )
+        await self._original_decided(original_id)
         return await self._reverse_original(ctx, original_id)
 
     async def _network_advice(self, ctx: _Context) -> Outcome:

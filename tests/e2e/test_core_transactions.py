@@ -27,8 +27,10 @@ from tests.e2e.support import (
     metrics_text,
     pos,
     purchase,
+    rows_locked,
     sql,
     start_switchd,
+    wait_for_lock_waiters,
     wait_for_log,
 )
 from tests.fixtures.pg import PgServer
@@ -214,6 +216,45 @@ async def test_reversal_matched_by_terminal_stan_and_time(switchd):
         reversal = sale.with_fields({52: None}, mti="0400")
         answer = await terminal.send(reversal)
         assert (answer.mti, answer[39]) == ("0410", "00")
+        assert await available(terminal, card) == start
+
+
+async def test_reversal_that_overtakes_its_purchase_still_reverses_it(switchd):
+    """If a reversal arrives while its purchase still waits for the ledger (the merchant's account row is
+    held by another transaction), then it is answered after the purchase and the money comes back; it is
+    not acknowledged as one of an unknown original while the purchase then takes the money."""
+    card = debit(116)
+    identity = pos(30)
+    async with connect(switchd, identity) as terminal:
+        start = await available(terminal, card)
+        sale = terminal.build(purchase(2100), card)
+        original = Original(
+            mti=sale.mti, stan=sale[11], transmission=sale[7], processing_code=sale[3], amount_minor=2100
+        )
+        answers: dict[str, str | None] = {}
+
+        async def purchase_then_answer() -> None:
+            answers["purchase"] = (await terminal.send(sale))[39]
+
+        async def reverse() -> None:
+            result = await terminal.transact(TransactionRequest(TxnType.REVERSAL, original=original), card)
+            answers["reversal"] = result.response_code
+
+        merchant_account = (
+            "SELECT a.id FROM ledger_accounts a JOIN merchants m ON m.settlement_account_id = a.id"
+            " WHERE m.merchant_id = $1 FOR UPDATE OF a"
+        )
+        # The nursery outlives the lock: both answers come once the row is free.
+        async with (
+            trio.open_nursery() as nursery,
+            rows_locked(switchd.dsn, merchant_account, identity.merchant_id),
+        ):
+            nursery.start_soon(purchase_then_answer)
+            await wait_for_lock_waiters(switchd.dsn)
+            nursery.start_soon(reverse)
+            await trio.sleep(0.5)
+            assert answers == {}  # both wait: the purchase for the row, the reversal for the purchase
+        assert answers == {"purchase": "00", "reversal": "00"}
         assert await available(terminal, card) == start
 
 

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-from simulators.messages import TransactionRequest, demo_card
+from simulators.messages import Original, TransactionRequest, TxnType, demo_card
 from tests.e2e.interbank import (
     NETWORK_NAMES,
     Books,
@@ -174,6 +174,41 @@ async def test_late_approval_after_the_timeout_is_reversed(linked, name):
     await books.assert_agree(moved=0)
     deltas = counter_deltas(before, await sim.status(), "approved", "in_0420", "in_0421", "reversal_applied")
     assert deltas == {"approved": 1, "in_0420": 1, "in_0421": 0, "reversal_applied": 1}
+    assert await sim.balance(pan, currency) == balance
+
+
+@per_network
+async def test_reversal_that_overtakes_its_forwarded_purchase_reaches_the_network(linked, name):
+    """If the terminal reverses a purchase the network has not answered yet, then the reversal is answered
+    after the purchase and then reaches the network, which gives its cardholder the money back; it is not
+    acknowledged as one of an unknown original while the network then keeps the money. The books agree."""
+    switchd, netsims = linked
+    sim, pan, currency = netsims[name], network_card(name, 106), currency_of(name)
+    books = await Books.open(switchd, sim, currency)
+    balance = await sim.balance(pan, currency)
+    before = await sim.status()
+    await sim.faults(latency_ms=600)  # well within the deadline: the purchase is approved
+    card = demo_card(pan)
+    answers: dict[str, str | None] = {}
+    async with connect(switchd, terminal_for(name)) as terminal:
+        sale = terminal.build(purchase(2600), card)
+        original = Original(
+            mti=sale.mti, stan=sale[11], transmission=sale[7], processing_code=sale[3], amount_minor=2600
+        )
+
+        async def purchase_then_answer() -> None:
+            answers["purchase"] = (await terminal.send(sale))[39]
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(purchase_then_answer)
+            await wait_counter(sim, "in_0200", before["counters"].get("in_0200", 0) + 1)
+            reversal = await terminal.transact(TransactionRequest(TxnType.REVERSAL, original=original), card)
+            answers["reversal"] = reversal.response_code
+            assert "purchase" in answers  # the reversal was answered after its purchase
+    assert answers == {"purchase": "00", "reversal": "00"}
+    await books.assert_agree(moved=0)
+    deltas = counter_deltas(before, await sim.status(), "approved", "in_0420", "reversal_applied")
+    assert deltas == {"approved": 1, "in_0420": 1, "reversal_applied": 1}
     assert await sim.balance(pan, currency) == balance
 
 

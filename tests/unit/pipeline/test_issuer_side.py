@@ -11,6 +11,8 @@ from datetime import timedelta
 
 import pytest
 import structlog
+import trio
+import trio.testing
 
 from hsm.crypto.des import kcv_tdes, with_odd_parity
 from hsm.crypto.pinblock import encrypt_pin_block
@@ -32,7 +34,7 @@ from switch.pipeline.issuer import (
 )
 from switch.pipeline.network_keys import NetworkKeys
 from tests.unit.pipeline.test_forward import MemoryKeyStore
-from tests.unit.pipeline.world import NOW, PAN, PIN, World
+from tests.unit.pipeline.world import NOW, PAN, PIN, GatedPostings, World
 
 VISA = Codec("visa")
 SETTLEMENT = network_settlement_account_id("visa", 840)
@@ -393,3 +395,25 @@ async def test_issuer_side_logs_no_card_data(rig):
     text = stream.getvalue()
     assert "network advice not booked" in text
     assert PAN not in text and original[52] not in text and original[35] not in text
+
+
+async def test_network_reversal_while_its_original_is_being_posted_reverses_it(rig):
+    """If the network's reversal arrives while its original is still waiting for the ledger, then it
+    waits for the original and gives the money back (not acknowledged as one of an unknown original)."""
+    gated = GatedPostings(rig.world)
+    original = rig.request(amount=1200)
+    answers: dict[str, str] = {}
+
+    async def send(name: str, request: Message) -> None:
+        answers[name] = (await rig.send(request))[39]
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send, "original", original)
+        await gated.waiting.wait()
+        nursery.start_soon(send, "reversal", rig.reversal(original))
+        await trio.testing.wait_all_tasks_blocked()
+        assert "reversal" not in answers
+        gated.gate.set()
+    assert answers == {"original": "00", "reversal": "00"}
+    assert await rig.world.available() == 100_000
+    assert await rig.settlement() == 0

@@ -8,10 +8,12 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+import trio
+import trio.testing
 
 from specs.demo import demo_pan
 from switch.domain.model import Account, AccountKind
-from tests.unit.pipeline.world import MERCHANT_ACCOUNT, NOW, World
+from tests.unit.pipeline.world import MERCHANT_ACCOUNT, NOW, GatedPostings, World
 
 
 @pytest.fixture
@@ -132,3 +134,26 @@ async def test_requests_without_identity_are_not_remembered(world):
     second = world.request(amount=200, stan="000900").with_fields({7: None})
     assert (await world.send(first))[39] == "30"
     assert (await world.send(second))[39] == "30"
+
+
+async def test_reversal_sent_while_its_original_is_being_posted_reverses_it(world):
+    """If a reversal arrives while its purchase is still waiting for the ledger (a terminal that timed out
+    early, or pipelined both), then it waits for the purchase's answer and gives the money back; it is
+    not acknowledged as a reversal of an unknown original while the purchase then takes the money."""
+    gated = GatedPostings(world)
+    purchase = world.request(amount=2000)
+    reversal = world.request("0400", "000000", 2000, pin=None, extra={90: original_data(purchase)})
+    answers: dict[str, str] = {}
+
+    async def send(name, request):
+        answers[name] = (await world.send(request))[39]
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send, "purchase", purchase)
+        await gated.waiting.wait()
+        nursery.start_soon(send, "reversal", reversal)
+        await trio.testing.wait_all_tasks_blocked()
+        assert "reversal" not in answers  # it waits for the purchase
+        gated.gate.set()
+    assert answers == {"purchase": "00", "reversal": "00"}
+    assert await world.available() == 100_000

@@ -7,6 +7,8 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import trio
+
 from hsm.client import HsmClient, InProcessTransport
 from hsm.crypto.cvv import card_verification_value
 from hsm.crypto.pinblock import encrypt_pin_block
@@ -82,6 +84,25 @@ class ModelLedger:
 
     async def expire_pending(self, now: datetime, limit: int = 1000) -> int:
         return self.model.expire_pending(now, limit)
+
+
+class GatedPostings:
+    """The World's ledger, installed in its authorizer, whose `create_transfers` waits until `gate` is set
+    (`waiting` is set once a call waits): a posting held up, as by a slow database."""
+
+    def __init__(self, world: World) -> None:
+        self.inner = world.ledger
+        world.authorizer.ledger = self  # type: ignore[assignment]
+        self.gate = trio.Event()
+        self.waiting = trio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def create_transfers(self, transfers: Sequence[Transfer]) -> list[TransferResult]:
+        self.waiting.set()
+        await self.gate.wait()
+        return await self.inner.create_transfers(transfers)
 
 
 class MemoryDirectory:
