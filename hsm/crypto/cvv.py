@@ -12,12 +12,12 @@ import hmac
 
 from hsm.crypto.des import tdes_ecb_encrypt
 from hsm.crypto.errors import INVALID_INPUT, KEY_LENGTH, CryptoError
+from hsm.crypto.pinverify import decimalize_visa
 
 _CVK_PAIR_BYTES = 16
 _CVV_DIGITS = 3
 _PAN_DIGITS_MAX = 19
 _DECIMAL_DIGITS = frozenset("0123456789")
-_LETTER_TO_DIGIT = str.maketrans("ABCDEF", "012345")
 
 
 def _check_decimal(value: str, what: str, length_min: int, length_max: int) -> None:
@@ -37,11 +37,8 @@ def card_verification_value(cvk_pair: bytes, pan: str, expiry_yymm: str, service
     data = bytes.fromhex(f"{pan}{expiry_yymm}{service_code}".ljust(32, "0"))
     cvk_a = cvk_pair[:8]
     first = tdes_ecb_encrypt(cvk_a, data[:8])
-    chained = bytes(a ^ b for a, b in zip(first, data[8:], strict=True))
-    ciphertext = tdes_ecb_encrypt(cvk_pair, chained).hex().upper()
-    decimals = "".join(c for c in ciphertext if c in _DECIMAL_DIGITS)
-    letters = "".join(c for c in ciphertext if c not in _DECIMAL_DIGITS).translate(_LETTER_TO_DIGIT)
-    return (decimals + letters)[:_CVV_DIGITS]
+    chained = (int.from_bytes(first, "big") ^ int.from_bytes(data[8:], "big")).to_bytes(8, "big")
+    return decimalize_visa(tdes_ecb_encrypt(cvk_pair, chained).hex(), _CVV_DIGITS)
 
 
 def verify_card_verification_value(

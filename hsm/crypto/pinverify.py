@@ -22,7 +22,6 @@ _PVV_DIGITS = 4
 _PVKI_MAX = 9
 _HEX_DIGITS = frozenset("0123456789ABCDEF")
 _DECIMAL_DIGITS = frozenset("0123456789")
-_LETTER_TO_DIGIT = str.maketrans("ABCDEF", "012345")
 
 
 def _check_digits(value: str, what: str) -> None:
@@ -99,11 +98,17 @@ def _check_pvk_pair(pvk_pair: bytes) -> None:
         raise CryptoError(KEY_LENGTH, "PVK pair must be 16 bytes (PVK A || PVK B)")
 
 
-def _decimalize_visa(ciphertext_hex: str, digits: int) -> str:
-    # Visa's scan: decimal digits left to right, then (if short) the letters left to right minus 10.
-    decimals = "".join(c for c in ciphertext_hex if c in _DECIMAL_DIGITS)
-    letters = "".join(c for c in ciphertext_hex if c not in _DECIMAL_DIGITS).translate(_LETTER_TO_DIGIT)
-    return (decimals + letters)[:digits]
+_ONLY_DIGITS = str.maketrans("", "", "ABCDEFabcdef")
+_ONLY_LETTERS_AS_DIGITS = str.maketrans("ABCDEFabcdef", "012345012345", "0123456789")
+
+
+def decimalize_visa(ciphertext_hex: str, digits: int) -> str:
+    """Visa's scan of a hex string: its decimal digits left to right, then (if short) its letters left to
+    right minus 10; the first `digits` of that."""
+    decimals = ciphertext_hex.translate(_ONLY_DIGITS)
+    if len(decimals) >= digits:
+        return decimals[:digits]
+    return (decimals + ciphertext_hex.translate(_ONLY_LETTERS_AS_DIGITS))[:digits]
 
 
 def visa_pvv(pvk_pair: bytes, pan: str, pvki: int, pin: str) -> str:
@@ -117,7 +122,7 @@ def visa_pvv(pvk_pair: bytes, pan: str, pvki: int, pin: str) -> str:
         raise CryptoError(INVALID_INPUT, "PVKI must be a single digit")
     tsp = f"{pan[-12:-1]}{pvki}{pin[:4]}"
     ciphertext = tdes_ecb_encrypt(pvk_pair, bytes.fromhex(tsp)).hex().upper()
-    return _decimalize_visa(ciphertext, _PVV_DIGITS)
+    return decimalize_visa(ciphertext, _PVV_DIGITS)
 
 
 def visa_pvv_verify(pvk_pair: bytes, pan: str, pvki: int, pin: str, pvv: str) -> bool:

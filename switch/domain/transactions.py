@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from switch.domain.model import Pan
 
@@ -200,11 +200,22 @@ def auth_code_for(transfer_id: str) -> str:
     return f"{int.from_bytes(digest[:8], 'big') % 1_000_000:06d}"
 
 
+_HALF_YEAR = timedelta(days=182)
+
+
 def transmission_datetime(field7: str, now: datetime) -> datetime | None:
     """Field 7 (MMDDhhmmss, UTC, no year) as an aware datetime: the year that puts it nearest to `now`."""
     if len(field7) != 10 or not field7.isdigit():
         return None
     month, day, hour, minute, second = (int(field7[i : i + 2]) for i in range(0, 10, 2))
+    try:
+        this_year = datetime(now.year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        pass  # 29 February outside a leap year, or not a date at all: the years around decide
+    else:
+        # Within 182 days of `now` this year's is the nearest: the other years' are at least 183 away.
+        if abs(this_year - now) < _HALF_YEAR:
+            return this_year
     candidates = []
     for year in (now.year - 1, now.year, now.year + 1):
         try:
@@ -222,4 +233,5 @@ def retrieval_reference(transmitted: datetime, identity: str) -> str:
     Derived, not counted, so a retransmission (even after a restart) gets the same RRN.
     """
     digest = int.from_bytes(hashlib.sha256(identity.encode()).digest()[:8], "big") % 1_000_000
-    return f"{transmitted.year % 10}{transmitted.timetuple().tm_yday:03d}{transmitted.hour:02d}{digest:06d}"
+    day_of_year = transmitted.toordinal() - date(transmitted.year, 1, 1).toordinal() + 1
+    return f"{transmitted.year % 10}{day_of_year:03d}{transmitted.hour:02d}{digest:06d}"
