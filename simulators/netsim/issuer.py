@@ -9,7 +9,8 @@ supported, 13 for a zero amount) and the funds (51). Approvals get an auth code 
 money in the `Ledger`. Reversals (0400/0401/0420/0421) find their original by field 90 and apply once
 (field 95 makes them partial); an unknown original is acknowledged 00 and remembered, so that the
 original, should it still arrive, is declined rather than applied. Advices (0220/0221) apply once,
-without checks: the member already approved them on the network's behalf.
+without checks: the member already approved them on the network's behalf; one whose field 90 names a
+pre-authorization of ours completes it (the hold released, the advice's amount posted).
 
 Codes are this network's (`RESPONSE_CODES` of specs/<network>.py, first code listed for a result). Pure
 code: the caller passes the time, the sign-on state and the fault decision.
@@ -404,6 +405,10 @@ class Issuer:
         key = identity(request)
         if self.ledger.get(key) is not None or key in self._answers:
             return self._respond(request, "approved", "advice_repeat")
+        named = original_identity(request.get(90))
+        held = self.ledger.get(named) if named is not None else None
+        if named is not None and held is not None and held.effect == "hold":
+            return self._completion(request, now_utc, key, named, held)
         pan = pan_of(request)
         card = self.cards.find(pan) if pan is not None else None
         amount = int(request.get(4) or "0")
@@ -418,6 +423,22 @@ class Issuer:
         self.ledger.apply(key, self._entry(request, pan, currency, amount, effect, auth_code))
         clearing = self._clearing(request, now_utc, pan, currency, amount, auth_code)
         return self._respond(request, "approved", "advice_applied", clearing=clearing)
+
+    def _completion(
+        self, request: Message, now_utc: datetime, key: TxnKey, hold_key: TxnKey, held: Entry
+    ) -> Outcome:
+        """An advice naming one of our pre-authorizations (field 90): the member completed it. The hold is
+        released and the advice's amount (at most the hold's) posted, once; an advice for another card or
+        more than the hold, or of a hold completed or reversed already, is acknowledged without effect."""
+        amount = int(request.get(4) or "0") if (request.get(4) or "").isdigit() else 0
+        pan = pan_of(request)
+        entry = self._entry(request, held.pan, held.currency, amount, "debit", held.auth_code)
+        if pan != held.pan or not self.ledger.complete(hold_key, key, entry):
+            outcome = self._respond(request, "approved", "completion_not_applicable")
+            self._remember(key, outcome)
+            return outcome
+        clearing = self._clearing(request, now_utc, held.pan, held.currency, amount, held.auth_code)
+        return self._respond(request, "approved", "completion_applied", clearing=clearing)
 
 
 def _balances(ledger_minor: int, available_minor: int, currency: int) -> str:

@@ -13,8 +13,8 @@ balance (debits minus credits) of the member's settlement account `network:<name
 
 `as_issuer_minor` is what netsim approved as issuer (debits minus credits, minus what was reversed);
 `as_acquirer_minor` is what the member approved for netsim's acquirer, likewise. Pre-authorization holds
-are listed apart and are not in `net_minor` (no money moves until a completion, which netsim does not
-model). Amounts are integer minor units. Every movement is recorded under its identity key and applies
+are listed apart and are not in `net_minor`: no money moves until a completion (an advice naming the
+pre-authorization), which releases the hold and posts what it completes. Amounts are integer minor units. Every movement is recorded under its identity key and applies
 at most once; a reversal applies at most once per original. Pure code: no I/O, no clock.
 """
 
@@ -245,6 +245,20 @@ class Ledger:
         self._entries[key] = _packed(entry)
         self._move(entry, -amount)
         return amount
+
+    def complete(self, hold_key: TxnKey, key: TxnKey, entry: Entry) -> bool:
+        """Complete the open hold of `hold_key` by the debit `entry`, recorded under `key`: the whole hold
+        is released and `entry.amount_minor` (at most the hold) posted. False, and no change, when the hold
+        is not open (no such hold, completed or reversed already) or `key` was applied before."""
+        held = self.get(hold_key)
+        if held is None or held.effect != "hold" or held.reversal_applied or key in self._entries:
+            return False
+        if not 0 < entry.amount_minor <= held.amount_minor or entry.effect != "debit":
+            return False
+        # Released as a reversal would release it, so that a later reversal of the pre-authorization finds
+        # it applied and changes nothing.
+        self.reverse(hold_key)
+        return self.apply(key, entry)
 
     def _move(self, entry: Entry, amount: int) -> None:
         position = self.positions.setdefault(entry.currency, CurrencyPosition())

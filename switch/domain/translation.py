@@ -50,6 +50,7 @@ __all__ = [
     "ZoneKey",
     "advice_key",
     "advice_stan",
+    "completion_advice",
     "field53",
     "key_exchange_request",
     "network_answer",
@@ -376,6 +377,36 @@ def standin_advice(
         reason = ADVICE_REASON_ISSUER_TIMED_OUT if original is not None else ADVICE_REASON_ISSUER_UNAVAILABLE
         entry = (acquired.request.get(22) or "")[:2]
         fields[60] = _reason_field60(dialect, reason, base.get(60), acquired.terminal.kind, entry)
+    return Message("0220", fields)
+
+
+def completion_advice(
+    held: Message,
+    *,
+    pan: Pan,
+    amount: int,
+    stan: str,
+    transmitted: datetime,
+    auth_code: str,
+) -> Message:
+    """The 0220 completing the pre-authorization `held` (the 0100 as it was sent) for `amount`.
+
+    The original's fields (its field 60 too: the terminal's traits, no reason code of its own), the PAN
+    in field 2, field 90 naming the pre-authorization, its authorization code in 38, and an identity of
+    its own (11 = `stan`, 7 = `transmitted`), so that a retry sends the very same advice.
+    """
+    if held.mti != "0100":
+        raise ValueError("only a pre-authorization (0100) is completed")
+    if not 0 < amount <= int(held.get(4) or "0"):
+        raise ValueError("a completion is for more than zero and at most the held amount")
+    fields = {n: v for n, v in held.items() if n not in _NOT_COPIED}
+    fields[2] = pan.digits
+    fields[4] = f"{amount:012d}"
+    fields[7] = transmitted.astimezone(UTC).strftime("%m%d%H%M%S")
+    fields[11] = stan
+    fields[38] = auth_code
+    fields[39] = "00"
+    fields[90] = original_data_elements(held)
     return Message("0220", fields)
 
 

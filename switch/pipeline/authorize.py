@@ -46,6 +46,7 @@ from switch.domain.transactions import (
     AdditionalAmount,
     CardData,
     Classified,
+    OriginalData,
     TransactionType,
     auth_code_for,
     classify,
@@ -711,9 +712,7 @@ class Authorizer:
             return self._finish(ctx, Result.INVALID_AMOUNT)
         declined = await self._find_card(ctx)
         if declined is None and ctx.card is None and self._forwarding:
-            # A foreign card's completion or void: not forwarded (the forwarder answers 12, or 15 when
-            # no network would take the card).
-            return await self._forward(ctx, pin=False)
+            return await self._forwarded_follow_up(ctx, original)
         if declined is None:
             declined = (
                 await self._check_card(ctx, ctx.card, pin=False)
@@ -935,19 +934,10 @@ class Authorizer:
         assert ctx.card_data is not None and ctx.transmitted is not None
         request, t = ctx.request, ctx.classified.type
         pan = ctx.card_data.pan
-        ctx.route = "none"  # until a network is named
-        currency_text = request.get(49) or ""
-        if not (len(currency_text) == 3 and currency_text.isdigit() and currency_text != "000"):
-            # Nothing else says which currency a terminal priced a foreign card's purchase in.
-            return self._finish(ctx, Result.FORMAT_ERROR)
-        ctx.currency = int(currency_text)
-        if ctx.terminal.allowed_transactions and t.value not in ctx.terminal.allowed_transactions:
-            return self._finish(ctx, Result.NOT_PERMITTED_TO_TERMINAL)
-        listed = await self.directory.list_entry(pan, ctx.terminal.terminal_id, ctx.merchant.merchant_id)
-        if listed is not None:
-            return self._finish(
-                ctx, Result.PICK_UP if listed.response_code == "04" else Result.RESTRICTED_CARD
-            )
+        refused = await self._foreign_card_refusal(ctx)
+        if refused is not None:
+            return self._finish(ctx, refused)
+        assert ctx.currency is not None
         amount = ctx.amount if ctx.amount is not None else 0
         decision = decide(
             await self.routes.table(), pan=pan, amount=amount, currency=ctx.currency, link_up=self._link_up
@@ -990,6 +980,62 @@ class Authorizer:
             ctx.extra.update({n: v for n, v in forwarded.response_fields.items() if n != 38})
             if t is not TransactionType.BALANCE:
                 ctx.transfer_id = ctx.own_id
+        return self._finish(ctx, forwarded.result)
+
+    async def _foreign_card_refusal(self, ctx: _Context) -> Result | None:
+        """The terminal's own rules for a card we do not issue (sets `ctx.currency`); None: it may go on."""
+        assert ctx.card_data is not None
+        ctx.route = "none"  # until a network is named
+        currency_text = ctx.request.get(49) or ""
+        if not (len(currency_text) == 3 and currency_text.isdigit() and currency_text != "000"):
+            # Nothing else says which currency a terminal priced a foreign card's purchase in.
+            return Result.FORMAT_ERROR
+        ctx.currency = int(currency_text)
+        t = ctx.classified.type
+        if ctx.terminal.allowed_transactions and t.value not in ctx.terminal.allowed_transactions:
+            return Result.NOT_PERMITTED_TO_TERMINAL
+        listed = await self.directory.list_entry(
+            ctx.card_data.pan, ctx.terminal.terminal_id, ctx.merchant.merchant_id
+        )
+        if listed is not None:
+            return Result.PICK_UP if listed.response_code == "04" else Result.RESTRICTED_CARD
+        return None
+
+    async def _forwarded_follow_up(self, ctx: _Context, original: OriginalData | None) -> Outcome:
+        """A foreign card's completion (of a forwarded pre-authorization) or void (of a forwarded purchase):
+        named by field 90 (its RRN alone is not enough: forwarded transactions are found by their id)."""
+        assert self.forwarder is not None
+        assert ctx.card_data is not None and ctx.transmitted is not None and ctx.amount is not None
+        refused = await self._foreign_card_refusal(ctx)
+        if refused is not None:
+            return self._finish(ctx, refused)
+        assert ctx.currency is not None
+        if original is None:
+            return self._finish(ctx, Result.RECORD_NOT_FOUND)
+        # Not waited for as a reversal waits (`_original_decided`): a completion or void is itself marked
+        # while it is answered, and two naming each other would wait for each other forever.
+        original_id = f"{ctx.request[41]}:{original.transmission}:{original.stan}"
+        if ctx.classified.type is TransactionType.COMPLETION:
+            forwarded = await self.forwarder.complete(
+                original_transfer_id=original_id,
+                transfer_id=ctx.own_id,
+                card=ctx.card_data,
+                amount=ctx.amount,
+                currency=ctx.currency,
+                transmitted=ctx.transmitted,
+            )
+            transfer_id = ctx.own_id
+        else:
+            forwarded = await self.forwarder.void(
+                original_transfer_id=original_id, card=ctx.card_data, amount=ctx.amount, currency=ctx.currency
+            )
+            transfer_id = f"rev:{original_id}"
+        if forwarded is None:
+            return self._finish(ctx, Result.RECORD_NOT_FOUND)
+        ctx.route = forwarded.route or forwarded.network or "none"
+        if forwarded.result.approved:
+            ctx.auth_code = forwarded.auth_code or None
+            ctx.transfer_id = transfer_id
         return self._finish(ctx, forwarded.result)
 
     # -- issuer side: a network's requests for our cards -----------------------------------------------

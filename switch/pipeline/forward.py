@@ -58,6 +58,7 @@ from switch.domain.translation import (
     NetworkProfile,
     advice_key,
     advice_stan,
+    completion_advice,
     network_answer,
     network_request,
     network_reversal,
@@ -108,6 +109,15 @@ _LEDGER_REFUSAL: Mapping[TransferResult, Result] = {
     TransferResult.AMOUNT_MUST_BE_POSITIVE: Result.INVALID_AMOUNT,
 }
 _APPLIED = (TransferResult.OK, TransferResult.EXISTS)
+# A completion the ledger refuses -> the terminal's answer.
+_COMPLETION_REFUSAL: Mapping[TransferResult, Result] = {
+    TransferResult.PENDING_ALREADY_POSTED: Result.RECORD_NOT_FOUND,
+    TransferResult.PENDING_ALREADY_VOIDED: Result.RECORD_NOT_FOUND,
+    TransferResult.PENDING_EXPIRED: Result.RECORD_NOT_FOUND,
+    TransferResult.PENDING_NOT_FOUND: Result.RECORD_NOT_FOUND,
+    TransferResult.EXCEEDS_PENDING_AMOUNT: Result.INVALID_AMOUNT,
+    TransferResult.EXISTS_WITH_DIFFERENT_FIELDS: Result.DUPLICATE,
+}
 # A reversal the ledger has nothing (more) to do for: acknowledged, the network is still told.
 _REVERSED_ALREADY = (
     TransferResult.OK,
@@ -496,6 +506,99 @@ class Forwarder:
         )
         return ForwardOutcome(
             Result.APPROVED, route, name, network_stan=record.message.get(11), reversal_queued=True
+        )
+
+    async def void(
+        self, *, original_transfer_id: str, card: CardData, amount: int, currency: int
+    ) -> ForwardOutcome | None:
+        """A terminal's void of a forwarded purchase (or withdrawal, cashback, refund): to the network it is
+        a reversal of the original, in full, or partial when `amount` is less than the original's; the
+        ledger posting is given back as much. A pre-authorization is not voided (it is reversed) and an
+        original voided or reversed already is not voided again: both are answered 25, as on-us; another
+        currency than the original's is answered as unsupported. None when no forwarded transaction of
+        that id moved money."""
+        record = await self.forwarded.find(original_transfer_id)
+        if record is None:
+            return None
+        if record.message.mti == "0100":
+            return ForwardOutcome(Result.RECORD_NOT_FOUND, record.route, record.network)
+        if currency != record.currency:
+            return ForwardOutcome(Result.UNSUPPORTED_CURRENCY, record.route, record.network)
+        reversal_id = _reversal_transfer_id(record.transfer_id)
+        if reversal_id in await self.ledger.lookup_transfers([reversal_id]):
+            return ForwardOutcome(Result.RECORD_NOT_FOUND, record.route, record.network)
+        return await self.reverse(
+            original_transfer_id=original_transfer_id,
+            card=card,
+            replacement_amount=record.amount - amount if amount < record.amount else None,
+        )
+
+    async def complete(
+        self,
+        *,
+        original_transfer_id: str,
+        transfer_id: str,
+        card: CardData,
+        amount: int,
+        currency: int,
+        transmitted: datetime,
+    ) -> ForwardOutcome | None:
+        """A terminal's completion (`transfer_id`) of a forwarded pre-authorization for `amount`: the hold
+        on the network's settlement account is posted for `amount` (the rest released) and a 0220 advice
+        goes to the network through store-and-forward. None when no forwarded transaction of that id moved
+        money. A repeat (same `transfer_id`) queues the same advice again, which the queue ignores."""
+        record = await self.forwarded.find(original_transfer_id)
+        if record is None:
+            return None
+        name, route = record.network, record.route
+        if card.pan.masked != record.pan_masked or record.message.mti != "0100":
+            return ForwardOutcome(Result.RECORD_NOT_FOUND, route, name)  # another card, or not a hold
+        if currency != record.currency:
+            return ForwardOutcome(Result.UNSUPPORTED_CURRENCY, route, name)
+        net = self.networks.get(name)
+        if net is None:
+            log.error("completion for a network not configured", network=name, transfer_id=transfer_id)
+            return ForwardOutcome(Result.SYSTEM_MALFUNCTION, route, name)
+        held = (await self.ledger.lookup_transfers([record.transfer_id])).get(record.transfer_id)
+        if held is None or held.kind is not TransferKind.PENDING:
+            return ForwardOutcome(Result.RECORD_NOT_FOUND, route, name)
+        if amount > held.amount:
+            return ForwardOutcome(Result.INVALID_AMOUNT, route, name)
+        posting = resolve_pending(
+            transfer_id,
+            held,
+            TransferKind.POST_PENDING,
+            amount,
+            reference=f"completion of {record.transfer_id}",
+        )
+        (posted,) = await self.ledger.create_transfers([posting])
+        if posted not in _APPLIED:
+            # Posted, voided or expired already: nothing is left to complete.
+            return ForwardOutcome(_COMPLETION_REFUSAL.get(posted, Result.SYSTEM_MALFUNCTION), route, name)
+        advice = completion_advice(
+            record.message,
+            pan=card.pan,
+            amount=amount,
+            stan=advice_stan(transfer_id),
+            transmitted=transmitted,
+            auth_code=record.auth_code,
+        )
+        key = advice_key(name, advice)
+        try:
+            await self.saf.enqueue(SafEntry(network=name, kind="advice", key=key, message=advice))
+        except Exception:
+            # The completion is posted and cannot be taken back (the ledger does not reverse a completion);
+            # the terminal gets 96, and its repeat of this completion (same identity) queues the advice.
+            log.error("completion advice could not be queued", network=name, idempotency_key=key)
+            raise
+        return ForwardOutcome(
+            Result.APPROVED,
+            route,
+            name,
+            auth_code=record.auth_code,
+            response_fields={38: record.auth_code},
+            network_stan=advice.get(11),
+            advice_queued=True,
         )
 
     # -- late answers ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from specs import demo
 from specs.demo_networks import NETWORK_SPECIAL_CARDS
 from tests.e2e.interbank import (
     NETWORK_NAMES,
+    Books,
     Netsim,
     currency_of,
     healthz_text,
@@ -142,6 +143,49 @@ async def test_terminal_reversal_of_a_forwarded_purchase_reaches_the_network(lin
     assert reversal.response_code == "00"
     await wait_saf_drained(switchd)
     assert await netsims[name].balance(pan, currency) == before
+
+
+@per_network
+async def test_completion_of_a_forwarded_preauth_reaches_the_network(linked, name):
+    """If a terminal completes a forwarded 50.00 pre-authorization for 30.00, then it is answered 00 with
+    the network's auth code, and the network's 0220 (through store-and-forward) releases the hold and
+    takes 30.00 from its cardholder; both sides' books moved by 30.00."""
+    switchd, netsims = linked
+    sim, pan, currency = netsims[name], network_card(name, 25), currency_of(name)
+    books = await Books.open(switchd, sim, currency)
+    before = await sim.balance(pan, currency)
+    card = demo_card(pan)
+    async with connect(switchd, terminal_for(name)) as terminal:
+        held = await terminal.transact(TransactionRequest(TxnType.PREAUTH, amount_minor=5000), card)
+        assert held.response_code == "00", held
+        assert await sim.balance(pan, currency) == before - 5000  # held at the network
+        completion = await terminal.transact(
+            TransactionRequest(TxnType.COMPLETION, amount_minor=3000, original=held.original()), card
+        )
+    assert (completion.response_code, completion.auth_code) == ("00", held.auth_code)
+    await books.assert_agree(moved=3000)
+    assert await sim.balance(pan, currency) == before - 3000
+    assert await journal_route(switchd, completion.rrn, mti="0220") == name
+
+
+@per_network
+async def test_void_of_a_forwarded_purchase_gives_the_money_back_at_the_network(linked, name):
+    """If a terminal voids a forwarded purchase, then it is answered 00 and the network's 0420 gives its
+    cardholder the money back; both sides' books are as before the purchase."""
+    switchd, netsims = linked
+    sim, pan, currency = netsims[name], network_card(name, 26), currency_of(name)
+    books = await Books.open(switchd, sim, currency)
+    before = await sim.balance(pan, currency)
+    card = demo_card(pan)
+    async with connect(switchd, terminal_for(name)) as terminal:
+        sale = await terminal.transact(purchase(2000), card)
+        assert sale.response_code == "00", sale
+        void = await terminal.transact(
+            TransactionRequest(TxnType.VOID, amount_minor=2000, original=sale.original()), card
+        )
+    assert void.response_code == "00"
+    await books.assert_agree(moved=0)
+    assert await sim.balance(pan, currency) == before
 
 
 @per_network

@@ -23,6 +23,7 @@ from switch.domain.translation import (
     ZoneKey,
     advice_key,
     advice_stan,
+    completion_advice,
     field53,
     key_exchange_request,
     network_answer,
@@ -677,3 +678,40 @@ def test_reprs_hide_keys_and_pans():
     shown = repr(key(3)) + repr(acquired("visa"))
     assert f"{3:032X}" not in shown
     assert PANS["visa"] not in shown
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_completion_advice_names_the_preauth_and_meets_the_dialect(network):
+    """If a pre-authorization as sent (kept without card data) is completed for part of it, then the 0220
+    has its own 11 and 7, the completed amount, the PAN in 2, the pre-auth's 38, 90 naming it, no track
+    or PIN data, and it encodes."""
+    preauth = acquired(network, TransactionType.PREAUTH)
+    stored = without_card_data(as_sent(network_request(PROFILES[network], preauth)))
+    advice = completion_advice(
+        stored, pan=preauth.card.pan, amount=1000, stan="004322", transmitted=SENT_AT, auth_code="A1B2C3"
+    )
+    assert (advice.mti, advice[11], advice[7], advice[4], advice[38]) == (
+        "0220",
+        "004322",
+        "1123193500",
+        "000000001000",
+        "A1B2C3",
+    )
+    assert advice[2] == PANS[network] and advice[90] == original_data_elements(stored)
+    assert {35, 52, 53, 55}.isdisjoint(advice.numbers)
+    assert round_trip(network, advice) == advice
+
+
+def test_completion_advice_is_for_a_preauth_and_at_most_its_amount():
+    """If the message completed is not a 0100, or the amount is zero or above the hold, then it is refused."""
+    preauth = acquired("visa", TransactionType.PREAUTH)
+    sent = as_sent(network_request(PROFILES["visa"], preauth))
+    sale = as_sent(network_request(PROFILES["visa"], acquired("visa")))
+    pan = preauth.card.pan
+    with pytest.raises(ValueError, match="pre-authorization"):
+        completion_advice(sale, pan=pan, amount=100, stan="000001", transmitted=SENT_AT, auth_code="A1")
+    for amount in (0, 1235):
+        with pytest.raises(ValueError, match="held amount"):
+            completion_advice(
+                sent, pan=pan, amount=amount, stan="000001", transmitted=SENT_AT, auth_code="A1"
+            )

@@ -113,3 +113,50 @@ def test_a_repeat_gets_the_first_answer_kept_as_plain_values():
     for _ in range(4):
         gc.collect()  # untracks a tuple of plain values, one level of nesting per collection
     assert not any(gc.is_tracked(kept) for kept in subject._answers.values())
+
+
+def _completion(stan: str, amount: int, *, names: Message, extra: dict[int, str] | None = None) -> Message:
+    f90 = names.mti + names[11] + names[7] + "00000990001" + "0" * 11
+    return request("0220", stan, {4: f"{amount:012d}", 90: f90, **(extra or {})})
+
+
+def test_advice_naming_a_preauth_completes_it_once():
+    """If an advice's field 90 names one of its pre-authorizations, then the hold is released and the
+    advice's amount posted, once: a repeat, a second completion and a reversal of the pre-auth after it
+    change nothing."""
+    subject = issuer()
+    preauth = request("0100", "000010", {4: "000000005000"})
+    assert subject.handle(preauth, now=0.0, now_utc=NOW, signed_on=True).response.get(39) == "00"
+    card = subject.cards.find(PAN)
+    assert card is not None
+    posted, held = card.posted.get(364, 0), card.held.get(364, 0)
+    completion = _completion("000011", 3000, names=preauth)
+    outcome = subject.handle(completion, now=0.0, now_utc=NOW, signed_on=True)
+    assert (outcome.response.get(39), outcome.outcome) == ("00", "completion_applied")
+    assert outcome.clearing is not None and outcome.clearing.amount_minor == 3000
+    assert (card.posted.get(364, 0), card.held.get(364, 0)) == (posted - 3000, held - 5000)
+    position = subject.ledger.positions[364]
+    assert (position.as_issuer_minor, position.issuer_holds_minor) == (3000, 0)
+    repeat = subject.handle(completion, now=0.0, now_utc=NOW, signed_on=True)
+    assert repeat.outcome == "advice_repeat"
+    second = subject.handle(_completion("000012", 1000, names=preauth), now=0.0, now_utc=NOW, signed_on=True)
+    reversal = request("0420", "000013", {90: completion[90]})
+    after = subject.handle(reversal, now=0.0, now_utc=NOW, signed_on=True)
+    assert (second.outcome, after.outcome) == ("completion_not_applicable", "reversal_repeat")
+    assert (card.posted.get(364, 0), position.as_issuer_minor) == (posted - 3000, 3000)
+
+
+def test_completion_above_the_hold_or_for_another_card_is_acked_without_effect():
+    """If a completion asks more than the hold or carries another card, then it is acked 00 and the hold
+    stays open for the right completion."""
+    subject = issuer()
+    preauth = request("0100", "000020", {4: "000000005000"})
+    subject.handle(preauth, now=0.0, now_utc=NOW, signed_on=True)
+    for stan, amount, extra in (("000021", 5001, {}), ("000022", 100, {2: demo_pan("603799", 61)})):
+        outcome = subject.handle(
+            _completion(stan, amount, names=preauth, extra=extra), now=0.0, now_utc=NOW, signed_on=True
+        )
+        assert (outcome.response.get(39), outcome.outcome) == ("00", "completion_not_applicable")
+    assert subject.ledger.positions[364].issuer_holds_minor == 5000
+    done = subject.handle(_completion("000023", 5000, names=preauth), now=0.0, now_utc=NOW, signed_on=True)
+    assert done.outcome == "completion_applied"

@@ -16,7 +16,12 @@ from switch.domain.translation import NetworkKeySet, ZoneKey
 from switch.iso.codec import Codec
 from switch.iso.message import Message
 from switch.pipeline.authorize import Authorizer, Outcome
-from switch.pipeline.forward import Forwarder, ForwardingNetwork, settlement_accounts_for
+from switch.pipeline.forward import (
+    Forwarder,
+    ForwardingNetwork,
+    network_settlement_account_id,
+    settlement_accounts_for,
+)
 from switch.pipeline.network_keys import NetworkKeys
 from switch.ports import SafEntry
 from tests.unit.pipeline.test_forward import (
@@ -199,12 +204,105 @@ async def test_network_decline_reaches_the_terminal_in_its_code(rig):
     assert await rig.world.available(MERCHANT_ACCOUNT) == 0
 
 
-async def test_completion_of_a_foreign_card_is_12(rig):
-    """If a terminal sends a completion for a foreign card, then 12: it is not forwarded."""
+def names(request: Message) -> str:
+    """Field 90 of a follow-up naming `request` (MTI, STAN, transmission time)."""
+    return request.mti + request[11] + request[7] + "0" * 22
+
+
+async def settlement_owed(rig: AcquirerRig) -> int:
+    """What Visa owes us on its settlement account: posted debits minus credits."""
+    account = network_settlement_account_id("visa", 840)
+    b = (await rig.world.ledger.balances([account]))[account]
+    return b.debits_posted - b.credits_posted
+
+
+async def test_completion_naming_no_forwarded_preauth_is_25(rig):
+    """If a foreign card's completion names a pre-authorization the switch never forwarded, then 25."""
     outcome = await rig.handle(
         rig.request(mti="0220", pin=False, extra={90: "0100" + "000001" + "1123193500" + "0" * 22})
     )
-    assert outcome.response is not None and outcome.response[39] == "12"
+    assert outcome.response is not None and outcome.response[39] == "25"
+    assert not rig.saf.entries
+
+
+async def test_completion_of_a_forwarded_preauth_posts_part_and_queues_the_advice(rig):
+    """If a forwarded pre-auth of 50.00 is completed for 30.00, then 00 with the pre-auth's auth code, the
+    merchant gets 30.00 (the hold is released), and a 0220 for 30.00 naming the 0100 as sent is queued."""
+    preauth = rig.request(mti="0100", amount=5000)
+    assert (await rig.handle(preauth)).result is Result.APPROVED
+    (sent,) = rig.links["visa"].sent
+    completion = rig.request(mti="0220", amount=3000, pin=False, extra={90: names(preauth)})
+    outcome = await rig.handle(completion)
+    assert outcome.response is not None and outcome.response[39] == "00"
+    assert outcome.response[38] == "A1B2C3" and outcome.route == "visa"
+    assert await rig.world.available(MERCHANT_ACCOUNT) == 3000
+    assert await settlement_owed(rig) == 3000
+    (entry,) = rig.saf.entries
+    advice = entry.message
+    assert (entry.kind, advice.mti, advice[4], advice[38]) == ("advice", "0220", f"{3000:012d}", "A1B2C3")
+    assert advice[90][:20] == "0100" + sent[11] + sent[7] and advice[2] == FOREIGN
+    assert len(rig.links["visa"].sent) == 1  # the advice goes through store-and-forward, not now
+
+
+async def test_completion_repeat_is_answered_once_and_a_second_completion_is_25(rig):
+    """If the same completion comes twice, then the second gets the first answer and one advice is
+    queued; a completion with another STAN of the completed hold is 25 and changes nothing."""
+    preauth = rig.request(mti="0100", amount=5000)
+    await rig.handle(preauth)
+    completion = rig.request(mti="0220", amount=5000, pin=False, extra={90: names(preauth)})
+    for _ in range(2):
+        outcome = await rig.handle(completion)
+        assert outcome.response is not None and outcome.response[39] == "00"
+    again = rig.request(mti="0220", amount=5000, pin=False, extra={90: names(preauth)})
+    outcome = await rig.handle(again)
+    assert outcome.response is not None and outcome.response[39] == "25"
+    assert len(rig.saf.entries) == 1 and await settlement_owed(rig) == 5000
+
+
+async def test_completion_above_the_hold_or_of_a_purchase_or_with_another_card_changes_nothing(rig):
+    """If a completion asks more than the hold (13), names a purchase instead of a pre-auth (25) or
+    carries another card than the pre-auth's (25), then nothing is posted and no advice is queued."""
+    preauth = rig.request(mti="0100", amount=5000)
+    purchase = rig.request(amount=1000)
+    await rig.handle(preauth)
+    await rig.handle(purchase)
+    other = demo_pan("476173", 4)
+    for request, code in (
+        (rig.request(mti="0220", amount=5001, pin=False, extra={90: names(preauth)}), "13"),
+        (rig.request(mti="0220", amount=500, pin=False, extra={90: names(purchase)}), "25"),
+        (rig.request(other, mti="0220", amount=500, pin=False, extra={90: names(preauth)}), "25"),
+    ):
+        outcome = await rig.handle(request)
+        assert outcome.response is not None and outcome.response[39] == code
+    assert not rig.saf.entries
+    assert await settlement_owed(rig) == 1000  # the purchase alone
+
+
+async def test_void_of_a_forwarded_purchase_gives_it_back_and_queues_a_reversal(rig):
+    """If a forwarded purchase of 20.00 is voided for 15.00, then 00, 15.00 comes back from the
+    merchant, and a partial 0420 (95: 5.00 stays) naming the purchase is queued; a second void is 25."""
+    purchase = rig.request(amount=2000)
+    await rig.handle(purchase)
+    void = rig.request(processing_code="020000", amount=1500, pin=False, extra={90: names(purchase)})
+    outcome = await rig.handle(void)
+    assert outcome.response is not None and outcome.response[39] == "00"
+    assert await settlement_owed(rig) == 500
+    (entry,) = rig.saf.entries
+    assert (entry.kind, entry.message.mti, entry.message[95][:12]) == ("reversal", "0420", f"{500:012d}")
+    again = rig.request(processing_code="020000", amount=500, pin=False, extra={90: names(purchase)})
+    outcome = await rig.handle(again)
+    assert outcome.response is not None and outcome.response[39] == "25"
+    assert len(rig.saf.entries) == 1 and await settlement_owed(rig) == 500
+
+
+async def test_void_of_a_forwarded_preauth_is_25(rig):
+    """If a terminal voids a forwarded pre-authorization, then 25 (a hold is cancelled by a reversal)."""
+    preauth = rig.request(mti="0100", amount=5000)
+    await rig.handle(preauth)
+    void = rig.request(processing_code="020000", amount=5000, pin=False, extra={90: names(preauth)})
+    outcome = await rig.handle(void)
+    assert outcome.response is not None and outcome.response[39] == "25"
+    assert not rig.saf.entries
 
 
 async def test_timeout_is_91_with_a_reversal_queued(rig):
