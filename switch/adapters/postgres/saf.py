@@ -284,12 +284,48 @@ class PgSafQueue:
 
     async def expire_due(self, network: str, *, holder: str) -> list[SafRecord]:
         rows = await self.database.fetch(_EXPIRE, network, self.clock.now(), holder)
-        return [self._record(r) for r in sorted(rows, key=lambda r: cast(int, r["entry_id"]))]
+        # Reported, not sent: a PAN that does not decrypt must not keep the expiry from being reported.
+        return [
+            self._record(r, pan_required=False) for r in sorted(rows, key=lambda r: cast(int, r["entry_id"]))
+        ]
 
     async def claim_next(self, network: str, *, holder: str, lease_s: float) -> SafRecord | None:
-        now = self.clock.now()
-        row = await self.database.fetchrow(_CLAIM, network, holder, now, now + timedelta(seconds=lease_s))
-        return None if row is None else self._record(row)
+        while True:
+            now = self.clock.now()
+            row = await self.database.fetchrow(_CLAIM, network, holder, now, now + timedelta(seconds=lease_s))
+            if row is None:
+                return None
+            try:
+                return self._record(row)
+            except SafStoreError:
+                # It cannot be sent (its PAN does not decrypt: the vault's key changed, or the row was
+                # altered). Left at the head it would hold back every entry behind it, for days.
+                await self._set_aside(row, now)
+
+    async def _set_aside(self, row: asyncpg.Record, now: datetime) -> None:
+        """Take an entry that cannot be sent out of delivery as expired: logged as an error, and an operator
+        can bring it back (`switchctl saf retry --expired`) once the PAN vault's key is right again."""
+        await self.database.execute(
+            f"""
+            UPDATE saf_queue
+            SET state = '{SafState.EXPIRED.value}', finished_at = $2, leased_by = NULL, lease_until = NULL
+            WHERE entry_id = $1 AND state IN {_states(SafEvent.EXPIRE)}
+            """,
+            row["entry_id"],
+            now,
+        )
+        log.error(
+            "saf_entry_unreadable",
+            entry_id=row["entry_id"],
+            network=row["network"],
+            kind=row["kind"],
+            idempotency_key=row["idempotency_key"],
+            pan=_masked(row["pan_first6"], row["pan_last4"], row["pan_length"]),
+            attempts=row["attempts"],
+            reason="the PAN does not decrypt under the PAN vault's key",
+            action="set aside as expired; switchctl saf retry --expired once the key is right",
+            money_at_risk=row["kind"] == "reversal",
+        )
 
     async def next_due_in_s(self, network: str) -> float | None:
         row = await self.database.fetchrow(_HEAD, network)
@@ -434,14 +470,19 @@ class PgSafQueue:
 
     # -- rows --------------------------------------------------------------------------------------------
 
-    def _record(self, row: asyncpg.Record) -> SafRecord:
+    def _record(self, row: asyncpg.Record, *, pan_required: bool = True) -> SafRecord:
+        """The entry as the worker sends it; SafStoreError when its PAN does not decrypt, unless
+        `pan_required` is False (then the message has no field 2)."""
         blob = row["pan_encrypted"]
         pan: Pan | None = None
         if blob is not None:
             try:
                 pan = self._need_vault().decrypt(bytes(blob))
             except PanVaultError:
-                raise SafStoreError(f"the PAN of queue entry {row['entry_id']} does not decrypt") from None
+                if pan_required:
+                    raise SafStoreError(
+                        f"the PAN of queue entry {row['entry_id']} does not decrypt"
+                    ) from None
         raw = row["fields"]
         fields = {int(k): str(v) for k, v in (json.loads(raw) if isinstance(raw, str) else raw).items()}
         kind: SafKind = "reversal" if row["kind"] == "reversal" else "advice"

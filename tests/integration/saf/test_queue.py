@@ -228,3 +228,31 @@ async def test_acknowledgement_after_purge_does_not_revive_the_entry(queue: PgSa
     assert await queue.acknowledge(head.entry_id, sent=sent, response_code="00") is False
     [row] = await queue.list_entries(states=list(SafState))
     assert row.state is SafState.PURGED
+
+
+async def test_entry_whose_pan_does_not_decrypt_is_set_aside_not_left_at_the_head(
+    queue: PgSafQueue, db: Database
+) -> None:
+    """If the head's PAN no longer decrypts (the vault's key changed, the row was altered), then it is
+    set aside as expired with an error naming it (masked PAN only), the entries behind it are delivered,
+    and once the PAN decrypts again an operator's retry of expired entries brings it back."""
+    await queue.enqueue(reversal(1))
+    await queue.enqueue(reversal(2))
+    key = reversal(1).key
+    good = await db.fetchval("SELECT pan_encrypted FROM saf_queue WHERE idempotency_key = $1", key)
+    await db.execute(
+        "UPDATE saf_queue SET pan_encrypted = $2 WHERE idempotency_key = $1", key, b"\x00" * len(good)
+    )
+    with structlog.testing.capture_logs() as logs:
+        claimed = await queue.claim_next("visa", holder="w1", lease_s=LEASE_S)
+    assert claimed is not None and claimed.key == reversal(2).key
+    assert await db.fetchval("SELECT state FROM saf_queue WHERE idempotency_key = $1", key) == "expired"
+    [line] = [e for e in logs if e["event"] == "saf_entry_unreadable"]
+    assert (line["log_level"], line["idempotency_key"], line["money_at_risk"]) == ("error", key, True)
+    assert line["pan"] == PAN[:6] + "*" * (len(PAN) - 10) + PAN[-4:] and PAN not in repr(logs)
+    sent = claimed.message.with_fields({11: "000002", 7: "1123193500"})
+    assert await queue.acknowledge(claimed.entry_id, sent=sent, response_code="00")
+    await db.execute("UPDATE saf_queue SET pan_encrypted = $2 WHERE idempotency_key = $1", key, good)
+    [back] = await queue.retry(network="visa", include_expired=True)
+    again = await queue.claim_next("visa", holder="w1", lease_s=LEASE_S)
+    assert back.key == key and again is not None and again.message == reversal(1).message
