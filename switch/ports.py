@@ -72,6 +72,11 @@ class Ledger(Protocol):
         """The stored transfers among `transfer_ids` (for answering an idempotent retry)."""
         ...
 
+    async def bar(self, transfer_id: str) -> bool:
+        """Bar `transfer_id` unless a transfer with that id exists (then False): a reversal that finds no
+        original bars it, so the original is refused (BARRED) should it still come. True when barred."""
+        ...
+
     async def lookup_by_reference(self, reference: str, limit: int = 10) -> list[Transfer]:
         """Transfers whose reference is exactly `reference` (at most `limit`, oldest first): how a void or
         completion that names its original only by RRN finds it (references are "rrn:<RRN>")."""

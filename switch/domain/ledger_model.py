@@ -10,6 +10,7 @@ Checks run as one flat list of guard clauses in a fixed order (the first failing
 the SQL function follows the same order:
 
   1. the id exists: EXISTS if every field is equal, else EXISTS_WITH_DIFFERENT_FIELDS
+  1b. the id is barred (`bar`: a reversal of it came first): BARRED
   2. amount <= 0: AMOUNT_MUST_BE_POSITIVE
   3. debit account == credit account: SAME_ACCOUNT
   4. either account unknown: ACCOUNT_NOT_FOUND
@@ -76,6 +77,7 @@ __all__ = [
     "Usage",
     "check_account",
     "check_transfer",
+    "check_transfer_id",
 ]
 
 # PostgreSQL bigint bounds: every amount, balance and account id must fit one.
@@ -113,6 +115,11 @@ def _check_text(name: str, value: object, length_max: int) -> None:
     if not 1 <= len(value) <= length_max:
         raise ValueError(f"{name} must be 1-{length_max} characters")
     _check_storable(name, value)
+
+
+def check_transfer_id(transfer_id: object) -> None:
+    """A transfer id's shape (as `check_transfer` checks it); ValueError if it is not one."""
+    _check_text("transfer_id", transfer_id, TRANSFER_ID_LENGTH_MAX)
 
 
 def _check_storable(name: str, value: str) -> None:
@@ -225,6 +232,7 @@ class LedgerModel:
         self._accounts: dict[int, _AccountState] = {}
         self._transfers: dict[str, _StoredTransfer] = {}
         self._usage: dict[str, Usage] = {}
+        self._barred: set[str] = set()
 
     # -- the Ledger port, synchronously ---------------------------------------------------------------
 
@@ -240,6 +248,16 @@ class LedgerModel:
         for transfer in transfers:
             check_transfer(transfer)
         return [self._create_transfer(t) for t in transfers]
+
+    def bar(self, transfer_id: str) -> bool:
+        """Bar `transfer_id` from ever being applied, unless a transfer with that id exists: True when it
+        is barred (now or before), False when the transfer exists. What a reversal that finds no original
+        does, so that the original, should it still come, is refused (BARRED) rather than applied."""
+        check_transfer_id(transfer_id)
+        if transfer_id in self._transfers:
+            return False
+        self._barred.add(transfer_id)
+        return True
 
     def lookup_transfers(self, transfer_ids: Iterable[str]) -> dict[str, Transfer]:
         return {i: self._transfers[i].transfer for i in transfer_ids if i in self._transfers}
@@ -316,6 +334,8 @@ class LedgerModel:
         existing = self._transfers.get(t.transfer_id)
         if existing is not None:
             return R.EXISTS if existing.transfer == t else R.EXISTS_WITH_DIFFERENT_FIELDS
+        if t.transfer_id in self._barred:
+            return R.BARRED
         if t.amount <= 0:
             return R.AMOUNT_MUST_BE_POSITIVE
         if t.debit_account_id == t.credit_account_id:

@@ -52,6 +52,7 @@ class TransferResult(enum.StrEnum):
     OK = "ok"
     EXISTS = "exists"  # same id, same fields: already applied (idempotent retry)
     EXISTS_WITH_DIFFERENT_FIELDS = "exists_with_different_fields"
+    BARRED = "barred"  # a reversal of this id came first (`bar`): it is never applied
     ACCOUNT_NOT_FOUND = "account_not_found"
     CURRENCY_MISMATCH = "currency_mismatch"
     SAME_ACCOUNT = "same_account"

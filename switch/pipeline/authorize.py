@@ -104,6 +104,7 @@ _TRANSFER_TO_RESULT = {
     TransferResult.EXCEEDS_AMOUNT_LIMIT: Result.EXCEEDS_AMOUNT_LIMIT,
     TransferResult.EXCEEDS_COUNT_LIMIT: Result.EXCEEDS_FREQUENCY_LIMIT,
     TransferResult.EXISTS_WITH_DIFFERENT_FIELDS: Result.DUPLICATE,
+    TransferResult.BARRED: Result.DO_NOT_HONOR,  # its reversal came first
     TransferResult.CURRENCY_MISMATCH: Result.UNSUPPORTED_CURRENCY,
     TransferResult.PENDING_NOT_FOUND: Result.RECORD_NOT_FOUND,
     TransferResult.PENDING_ALREADY_POSTED: Result.RECORD_NOT_FOUND,
@@ -807,7 +808,12 @@ class Authorizer:
         request = ctx.request
         found = await self.ledger.lookup_transfers([original_id])
         first = found.get(original_id)
+        if first is None and not await self.ledger.bar(original_id):
+            # Applied meanwhile (by another switchd process, between the look and the bar): reverse it.
+            first = (await self.ledger.lookup_transfers([original_id])).get(original_id)
         if first is None:
+            # Nothing to give back now; the original's id is barred, so should the original still come
+            # (late, or still being answered by another process) it is refused, not applied.
             return self._finish(ctx, Result.APPROVED)
         if ctx.card_data is not None and not await self._card_took_part(ctx.card_data.pan, first):
             # The reversal names a card (2 or 35) that is not the original's: it is not a reversal of

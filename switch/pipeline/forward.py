@@ -105,6 +105,7 @@ _PREAUTH_HOLD_S_DEFAULT = 7 * 24 * 3600
 # A ledger refusal of a network approval -> the answer (the network's approval is reversed).
 _LEDGER_REFUSAL: Mapping[TransferResult, Result] = {
     TransferResult.EXISTS_WITH_DIFFERENT_FIELDS: Result.DUPLICATE,
+    TransferResult.BARRED: Result.DO_NOT_HONOR,  # the terminal's reversal came first
     TransferResult.CURRENCY_MISMATCH: Result.UNSUPPORTED_CURRENCY,
     TransferResult.AMOUNT_MUST_BE_POSITIVE: Result.INVALID_AMOUNT,
 }

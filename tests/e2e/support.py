@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -156,42 +155,6 @@ async def sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
             await conn.close()
 
     return await trio.to_thread.run_sync(lambda: asyncio.run(run()))
-
-
-@asynccontextmanager
-async def rows_locked(dsn: str, query: str, *args: Any) -> AsyncIterator[None]:
-    """For the block, another transaction holds the row locks that `query` (a SELECT ... FOR UPDATE)
-    takes: a ledger batch that touches those rows waits, as behind a slow or busy database."""
-    locked, release = threading.Event(), threading.Event()
-    failed: list[BaseException] = []
-
-    async def hold() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            async with conn.transaction():
-                assert await conn.fetch(query, *args), "the query locked no row"
-                locked.set()
-                await asyncio.get_running_loop().run_in_executor(None, release.wait)
-        finally:
-            await conn.close()
-
-    def run() -> None:
-        try:
-            asyncio.run(hold())
-        except BaseException as exc:  # handed to the test below
-            failed.append(exc)
-            locked.set()
-
-    holder = threading.Thread(target=run, name="rows-locked")
-    holder.start()
-    try:
-        await trio.to_thread.run_sync(locked.wait)
-        if failed:
-            raise failed[0]
-        yield
-    finally:
-        release.set()
-        await trio.to_thread.run_sync(holder.join)
 
 
 async def wait_for_lock_waiters(dsn: str, count: int = 1, timeout_s: float = 10) -> None:

@@ -27,13 +27,12 @@ from tests.e2e.support import (
     metrics_text,
     pos,
     purchase,
-    rows_locked,
     sql,
     start_switchd,
     wait_for_lock_waiters,
     wait_for_log,
 )
-from tests.fixtures.pg import PgServer
+from tests.fixtures.pg import PgServer, rows_locked
 
 EXPIRY_SWEEP_S = 0.2
 
@@ -256,6 +255,24 @@ async def test_reversal_that_overtakes_its_purchase_still_reverses_it(switchd):
             assert answers == {}  # both wait: the purchase for the row, the reversal for the purchase
         assert answers == {"purchase": "00", "reversal": "00"}
         assert await available(terminal, card) == start
+
+
+async def test_purchase_that_comes_after_its_reversal_is_declined(switchd):
+    """If a terminal's reversal reaches the switch before its purchase (the purchase sent again on a new
+    connection, say), then the reversal is 00 and the purchase is declined 05 and takes nothing."""
+    card = debit(117)
+    identity = pos(31)
+    # The second connection keeps the first's keys (no key exchange of its own).
+    async with connect(switchd, identity) as first, connect(switchd, identity, sign_on=False) as second:
+        start = await available(first, card)
+        sale = first.build(purchase(2200), card)
+        original = Original(
+            mti=sale.mti, stan=sale[11], transmission=sale[7], processing_code=sale[3], amount_minor=2200
+        )
+        reversal = await first.transact(TransactionRequest(TxnType.REVERSAL, original=original), card)
+        assert reversal.response_code == "00"
+        assert (await second.send(sale))[39] == "05"
+        assert await available(first, card) == start
 
 
 async def test_partial_reversal_of_a_pos_purchase(switchd):

@@ -212,6 +212,32 @@ async def test_reversal_that_overtakes_its_forwarded_purchase_reaches_the_networ
     assert await sim.balance(pan, currency) == balance
 
 
+@per_network
+async def test_purchase_that_comes_after_its_reversal_is_declined_and_reversed_at_the_network(linked, name):
+    """If the terminal's reversal reaches the switch before its purchase, then the reversal is 00; the
+    purchase, when it comes, is approved by the network but refused by the switch's ledger (its id was
+    barred by the reversal): the terminal gets 05 and the network one 0420 that gives its cardholder the
+    money back. The books agree."""
+    switchd, netsims = linked
+    sim, pan, currency = netsims[name], network_card(name, 107), currency_of(name)
+    books = await Books.open(switchd, sim, currency)
+    balance = await sim.balance(pan, currency)
+    before = await sim.status()
+    card = demo_card(pan)
+    async with connect(switchd, terminal_for(name)) as terminal:
+        sale = terminal.build(purchase(2700), card)
+        original = Original(
+            mti=sale.mti, stan=sale[11], transmission=sale[7], processing_code=sale[3], amount_minor=2700
+        )
+        reversal = await terminal.transact(TransactionRequest(TxnType.REVERSAL, original=original), card)
+        assert reversal.response_code == "00"
+        assert (await terminal.send(sale))[39] == "05"
+    await books.assert_agree(moved=0)
+    deltas = counter_deltas(before, await sim.status(), "approved", "in_0420", "reversal_applied")
+    assert deltas == {"approved": 1, "in_0420": 1, "reversal_applied": 1}
+    assert await sim.balance(pan, currency) == balance
+
+
 # -- the link -----------------------------------------------------------------------------------------------
 
 

@@ -38,7 +38,7 @@ import trio
 
 from switch.adapters.postgres.coalesce import Coalescer
 from switch.adapters.postgres.db import AnyConnection, Database
-from switch.domain.ledger_model import check_account, check_transfer
+from switch.domain.ledger_model import check_account, check_transfer, check_transfer_id
 from switch.domain.ledger_types import AccountBalance, LedgerAccount, Transfer, TransferKind, TransferResult
 
 __all__ = ["APPLY_TRANSFERS_CALL", "GroupCommitStats", "LedgerError", "PgLedger", "transfer_arrays"]
@@ -121,6 +121,10 @@ class PgLedger:
             list(transfer_ids),
         )
         return {row["id"]: _transfer_from_row(row) for row in rows}
+
+    async def bar(self, transfer_id: str) -> bool:
+        check_transfer_id(transfer_id)
+        return bool(await self._database.fetchval("SELECT ledger_bar_transfer($1)", transfer_id))
 
     async def lookup_by_reference(self, reference: str, limit: int = 10) -> list[Transfer]:
         rows = await self._database.fetch(

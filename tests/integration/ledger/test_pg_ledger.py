@@ -16,6 +16,7 @@ from switch.adapters.postgres.ledger import LedgerError, PgLedger
 from switch.domain.ledger_model import LedgerModel
 from switch.domain.ledger_types import LedgerAccount, Transfer, TransferKind, TransferResult
 from switch.ports import Ledger
+from tests.fixtures.pg import rows_locked
 
 R = TransferResult
 K = TransferKind
@@ -639,3 +640,54 @@ async def test_lookup_by_reference_finds_exactly_those_transfers(db):
     assert sorted(t.transfer_id for t in found) == ["T1:a", "T2:b"]
     assert await ledger.lookup_by_reference("rrn:312345000009") == []
     assert len(await ledger.lookup_by_reference("rrn:312345000001", limit=1)) == 1
+
+
+async def test_barred_id_is_refused_in_a_batch_and_the_others_are_applied_in_order(db):
+    """If an id is barred before its transfer comes, then a batch holding it gets BARRED for it (twice if
+    it is there twice) and the other transfers are applied as if it were not there, results in order; a
+    bar of an applied id says it exists, and a bar is idempotent."""
+    ledger = await make_ledger(db)
+    assert await ledger.bar("late") is True
+    assert await ledger.bar("late") is True
+    batch = [posted("a", 100), posted("late", 200), posted("b", 300), posted("late", 200), pending("h", 50)]
+    assert await ledger.create_transfers(batch) == [R.OK, R.BARRED, R.OK, R.BARRED, R.OK]
+    assert await ledger.create_transfers([posted("late", 200)]) == [R.BARRED]
+    balance = await card(ledger)
+    assert (balance.debits_posted, balance.debits_pending) == (400, 50)
+    assert await ledger.bar("a") is False
+    assert await ledger.create_transfers([posted("a", 100)]) == [R.EXISTS]
+    assert "late" not in await ledger.lookup_transfers(["late", "a"])
+    await totals_balance(db)
+
+
+async def test_bar_while_its_transfer_is_being_applied_waits_and_finds_it(db, database_url):
+    """If a bar comes while a batch applying that id is still open (held up on the card's row), then the
+    bar waits for the batch and says the transfer exists; it does not bar an id that is then applied."""
+    ledger = await make_ledger(db)
+    answers: dict[str, object] = {}
+
+    async def buy() -> None:
+        [answers["buy"]] = await ledger.create_transfers([posted("race", 10)])
+
+    async def bar() -> None:
+        answers["bar"] = await ledger.bar("race")
+
+    card_row = "SELECT id FROM ledger_accounts WHERE id = $1 FOR UPDATE"
+    async with trio.open_nursery() as nursery, rows_locked(database_url, card_row, CARD):
+        nursery.start_soon(buy)
+        await lock_waiters(db, 1)  # the batch waits for the card's row, its ids locked and checked
+        nursery.start_soon(bar)
+        await lock_waiters(db, 2)  # the bar waits for the batch's id lock
+        assert answers == {}
+    assert answers == {"buy": R.OK, "bar": False}
+    assert (await card(ledger)).debits_posted == 10
+
+
+async def lock_waiters(db: Database, count: int) -> None:
+    """Until `count` sessions of the database wait for a lock."""
+    query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    with trio.fail_after(10):
+        while True:
+            if await db.fetchval(query) >= count:
+                return
+            await trio.sleep(0.01)

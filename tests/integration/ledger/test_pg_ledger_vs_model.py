@@ -44,7 +44,10 @@ class PgAgainstModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         # CASCADE: other tables (cards, ...) may refer to ledger accounts; this database is ours alone.
-        on_trio(self.database.execute, "TRUNCATE ledger_transfers, ledger_usage, ledger_accounts CASCADE")
+        on_trio(
+            self.database.execute,
+            "TRUNCATE ledger_transfers, ledger_usage, ledger_accounts, ledger_barred_transfers CASCADE",
+        )
         self.pg = PgLedger(self.database)
         self.model = LedgerModel()
         self.model.create_accounts(ACCOUNTS)
@@ -73,6 +76,10 @@ class PgAgainstModel(RuleBasedStateMachine):
         purchases = [t for t in self.ok.values() if t.kind is K.POSTED and t.reverses_id is None]
         if purchases:
             self.both([data.draw(reversals(data.draw(st.sampled_from(purchases))))])
+
+    @rule(transfer_id=st.sampled_from(TRANSFER_IDS))
+    def bar(self, transfer_id: str) -> None:
+        assert on_trio(self.pg.bar, transfer_id) == self.model.bar(transfer_id)
 
     @rule(now=st.sampled_from(TIMES), limit=st.integers(0, 3))
     def expire(self, now, limit: int) -> None:

@@ -20,6 +20,7 @@ from tests.unit.ledger.strategies import (
     ACCOUNT_IDS,
     ACCOUNTS,
     TIMES,
+    TRANSFER_IDS,
     UNKNOWN,
     resolutions,
     reversals,
@@ -35,6 +36,7 @@ class Oracle:
     accounts: dict[int, LedgerAccount]
     ok: dict[str, Transfer] = field(default_factory=dict)  # successful transfers, in order
     expired: set[str] = field(default_factory=set)
+    barred: set[str] = field(default_factory=set)  # ids barred while no transfer had them
 
     def resolution(self, pending_id: str) -> Transfer | None:
         return next(
@@ -100,6 +102,8 @@ class Oracle:
         prior = self.ok.get(t.transfer_id)
         if prior is not None:
             return R.EXISTS if prior == t else R.EXISTS_WITH_DIFFERENT_FIELDS
+        if t.transfer_id in self.barred:
+            return R.BARRED
         if t.amount <= 0:
             return R.AMOUNT_MUST_BE_POSITIVE
         if t.debit_account_id == t.credit_account_id:
@@ -222,6 +226,13 @@ class ModelAgainstOracle(RuleBasedStateMachine):
         if purchases:
             t = data.draw(reversals(data.draw(st.sampled_from(purchases))))
             self.oracle.check(t, self.model.create_transfers([t])[0])
+
+    @rule(transfer_id=st.sampled_from(TRANSFER_IDS))
+    def bar(self, transfer_id: str) -> None:
+        exists = transfer_id in self.oracle.ok
+        assert self.model.bar(transfer_id) is not exists
+        if not exists:
+            self.oracle.barred.add(transfer_id)
 
     @rule(now=st.sampled_from(TIMES), limit=st.integers(0, 3))
     def expire(self, now, limit: int) -> None:

@@ -417,3 +417,14 @@ async def test_network_reversal_while_its_original_is_being_posted_reverses_it(r
     assert answers == {"original": "00", "reversal": "00"}
     assert await rig.world.available() == 100_000
     assert await rig.settlement() == 0
+
+
+async def test_network_original_after_its_reversal_is_refused(rig):
+    """If the network's reversal comes before its original, then the original is declined (do not honor,
+    in the network's code) and takes nothing from the cardholder."""
+    original = rig.request(amount=1200)
+    assert (await rig.send(rig.reversal(original)))[39] == "00"
+    response = await rig.send(original)
+    assert response[39] == "01"  # the first code of Visa's table for do-not-honor
+    assert await rig.world.available() == 100_000
+    assert await rig.settlement() == 0

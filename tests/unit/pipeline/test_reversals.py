@@ -157,3 +157,16 @@ async def test_reversal_sent_while_its_original_is_being_posted_reverses_it(worl
         gated.gate.set()
     assert answers == {"purchase": "00", "reversal": "00"}
     assert await world.available() == 100_000
+
+
+async def test_original_that_comes_after_its_reversal_is_refused(world):
+    """If a reversal comes for a purchase the switch has not seen, then it is acknowledged and the purchase,
+    should it still come (late, or from another switchd process), is declined 05 and takes nothing; a
+    retransmission of it gets the same decline."""
+    purchase = world.request(amount=2000)
+    reversal = world.request("0400", "000000", 2000, pin=None, extra={90: original_data(purchase)})
+    assert (await world.send(reversal))[39] == "00"
+    for _ in range(2):
+        assert (await world.send(purchase))[39] == "05"
+    assert await world.available() == 100_000
+    assert world.ledger.model.lookup_transfers([f"POS00001:{purchase[7]}:{purchase[11]}"]) == {}

@@ -79,6 +79,9 @@ class ModelLedger:
     async def lookup_by_reference(self, reference: str, limit: int = 10) -> list[Transfer]:
         return self.model.lookup_by_reference(reference, limit)
 
+    async def bar(self, transfer_id: str) -> bool:
+        return self.model.bar(transfer_id)
+
     async def balances(self, account_ids: Sequence[int]) -> dict[int, AccountBalance]:
         return self.model.balances(account_ids)
 
