@@ -16,6 +16,7 @@ SAF worker and the rest, close the pool, stop the embedded server, exit 0.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import signal
 import socket
@@ -68,6 +69,7 @@ SET current_index = NULL, current_zpk_under_lmk = NULL, current_check_value = NU
 WHERE network = ANY($1::text[])
 """
 _SIGN_OFF_S = 2.0  # the links' drain gets at least this long, even when the terminals took it all
+KEY_RESYNC_MIN_S = 5.0  # at most one key exchange this often because the network refused our key
 
 
 def switch_version() -> str:
@@ -364,8 +366,7 @@ async def _start_links(
     for name, link in interbank.links.items():
         await services.start(link.run)
         interval_s = interbank.configs[name].key_exchange_interval_s
-        if interval_s > 0:
-            services.start_soon(_renew_keys, link, interbank.keys[name], interval_s)
+        services.start_soon(_keep_keys, link, interbank.keys[name], interval_s)
 
 
 def _network_responder(codec: Codec) -> Callable[[Message, str], Message]:
@@ -375,10 +376,17 @@ def _network_responder(codec: Codec) -> Callable[[Message, str], Message]:
     return respond
 
 
-async def _renew_keys(link: NetworkLink, keys: NetworkKeys, interval_s: float) -> None:
-    """A new zone PIN key every `interval_s` while the link is up (the sign-on hook does the first)."""
+async def _keep_keys(link: NetworkLink, keys: NetworkKeys, interval_s: float) -> None:
+    """A new zone PIN key every `interval_s` while the link is up (0: never on a timer; the sign-on hook
+    does the first), and as soon as the network has refused ours (`NetworkKeys.request_resync`), at most
+    once per KEY_RESYNC_MIN_S after the last exchange (the sign-on's too): PIN blocks already on their way
+    under the key before are refused as well, and the exchange just made answers them."""
     while True:
-        await trio.sleep(interval_s)
+        if await keys.resync_requested(interval_s if interval_s > 0 else math.inf):
+            pause_s = keys.last_exchange_at + KEY_RESYNC_MIN_S - trio.current_time()
+            if pause_s > 0:
+                await trio.sleep(pause_s)
+                await keys.resync_requested(0)  # the refusals meanwhile are answered by this exchange
         if link.up:
             try:
                 await keys.exchange(link)

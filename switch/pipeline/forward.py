@@ -281,6 +281,11 @@ class Forwarder:
         name, sent = net.profile.name, exchange.sent
         answer = network_answer(net.profile.dialect, exchange.response)
         stan = sent.get(11)
+        if answer.result is Result.SECURITY_VIOLATION and sent.get(52) is not None:
+            # The network does not take the PIN key we translated to: the terminal gets 63 now, and the
+            # keys are exchanged again so that the next PIN does not fail for the same reason.
+            log.warning("network refused our zone PIN key", network=name, key_index=sent.get(53), stan=stan)
+            net.keys.request_resync()
         if not answer.result.approved:
             return ForwardOutcome(
                 answer.result, route, name, network_response_code=answer.response_code, network_stan=stan

@@ -11,15 +11,21 @@ The keys live in the `NetworkKeyStore` (under the LMK only), shared by every swi
 process exchanges keys on its own links, and the store keeps the network's newest key current whatever
 order their exchanges finish in. A process sees another's exchange within `reload_s` (the sending key is
 re-read when the copy in memory is older than that), well inside `key_grace_s`, during which the network
-still accepts the key before. Nothing here logs a key, a check value or a field 48.
+still accepts the key before. When the network refuses a PIN block under the key in use anyway (63: its
+answer to an exchange was lost, say), the forwarder calls `request_resync`: the keys are re-read on next
+use and the app's key task (`resync_requested`) asks the network for a new key at once.
+Nothing here logs a key, a check value or a field 48.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
+
+import trio
 
 from switch.domain.translation import (
     KeyExchangeError,
@@ -76,6 +82,8 @@ class NetworkKeys:
         self._observe = observe
         self._keys = NetworkKeySet()
         self._loaded_at: datetime | None = None
+        self._resync = trio.Event()
+        self.last_exchange_at = -math.inf  # trio.current_time() when the last exchange began
         self.counts: Counter[KeyExchangeOutcome] = Counter()
 
     @property
@@ -114,8 +122,28 @@ class NetworkKeys:
             found = keys.for_index(index, now=self.clock.now(), grace_s=self.key_grace_s)
         return found
 
+    def request_resync(self) -> None:
+        """The network refused a PIN block under our current key: re-read the keys on next use (another
+        process may hold a newer one) and wake whoever waits in `resync_requested` for a new exchange."""
+        self._loaded_at = None
+        self._resync.set()
+
+    @property
+    def resync_pending(self) -> bool:
+        return self._resync.is_set()
+
+    async def resync_requested(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for `request_resync`; True (and the request taken) if it came."""
+        with trio.move_on_after(timeout_s):
+            await self._resync.wait()
+        if not self._resync.is_set():
+            return False
+        self._resync = trio.Event()
+        return True
+
     async def exchange(self, link: Network) -> KeyExchangeOutcome:
         """Ask the network for a new ZPK and install it if its check value holds (docs/networks.md)."""
+        self.last_exchange_at = trio.current_time()
         zmk = await self.store.zone_master_key(self.network)
         if not zmk:
             return self._done("no_zmk")

@@ -14,12 +14,18 @@ One set of processes for the module, with short grace periods on both sides and 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import pytest
 import trio
 
 from simulators.messages import TerminalIdentity, demo_card
 from specs import demo
+from specs.demo_networks import network
+from specs.visa import NETWORK_MANAGEMENT as VISA_MANAGEMENT
+from switch.iso.codec import Codec, Packet
+from switch.iso.headers import VisaHeader
+from switch.iso.message import Message
 from tests.e2e.interbank import (
     NETWORK_NAMES,
     Books,
@@ -34,7 +40,16 @@ from tests.e2e.interbank import (
     terminal_for,
     wait_until_linked,
 )
-from tests.e2e.support import Switchd, assert_no_card_data_logged, connect, metrics_text, pos, purchase, sql
+from tests.e2e.support import (
+    Switchd,
+    assert_no_card_data_logged,
+    connect,
+    metrics_text,
+    pos,
+    purchase,
+    sql,
+    wait_for_log,
+)
 from tests.fixtures.pg import PgServer
 
 per_network = pytest.mark.parametrize("name", NETWORK_NAMES)
@@ -227,6 +242,50 @@ async def test_key_exchange_with_a_wrong_check_value_keeps_the_old_key(linked, n
     assert (await key_index(sim), await switch_key_index(switchd, name)) == (old, old)
     async with connect(switchd, terminal_for(name)) as terminal:
         assert (await terminal.transact(purchase(1600), demo_card(network_card(name, 52)))).approved
+
+
+async def rotate_key_as_another_member(sim: Netsim) -> None:
+    """Sign on to Visa's netsim as another member and exchange keys there: netsim makes a new ZPK current
+    (one per network), which the switch has not seen."""
+    profile = network("visa")
+    codec = Codec("visa")
+    header = VisaHeader(destination_id=profile.station_id, source_id=profile.our_station_id)
+    stream = await trio.open_tcp_stream("127.0.0.1", sim.link_port)
+    async with stream:
+        framer = codec.framer(frame_bytes_max=8192)
+        for stan, code in (
+            ("900001", VISA_MANAGEMENT["sign_on"]),
+            ("900002", VISA_MANAGEMENT["key_exchange"]),
+        ):
+            now = datetime.now(UTC).strftime("%m%d%H%M%S")
+            await stream.send_all(codec.encode_frame(Message("0800", {7: now, 11: stan, 70: code}), header))
+            with trio.fail_after(10):
+                while (payload := framer.next_frame()) is None:
+                    framer.receive_data(await stream.receive_some(8192))
+            packet = codec.decode_payload(payload)
+            assert isinstance(packet, Packet) and packet.message.get(39) == "00"
+
+
+async def test_network_refusing_our_key_brings_a_new_key_exchange(linked):
+    """If the network's current key is one the switch does not have (another member's exchange made it
+    current, and netsim's grace for ours is over), then a PIN purchase gets the network's 63, the switch
+    exchanges keys at once because of it, and the next PIN purchase is approved under the new key."""
+    switchd, netsims = linked
+    sim = netsims["visa"]
+    card = demo_card(network_card("visa", 53))
+    old = await key_index(sim)
+    await rotate_key_as_another_member(sim)
+    await wait_key_changed(sim, old)
+    await wait_netsim_grace_over(sim)
+    sample = 'switch_network_key_exchanges_total{network="visa",outcome="installed"}'
+    installed = await metric_value(switchd, sample)
+    async with connect(switchd, terminal_for("visa")) as terminal:
+        refused = await terminal.transact(purchase(1800), card)
+        assert refused.response_code == "63"
+        await wait_metric_above(switchd, sample, installed)
+        assert (await terminal.transact(purchase(1800), card)).approved
+    assert await switch_key_index(switchd, "visa") == await key_index(sim)
+    await wait_for_log(switchd, lambda e: e.get("event") == "network refused our zone PIN key")
 
 
 def test_no_card_data_in_switchd_log(interbank):

@@ -830,3 +830,21 @@ async def test_records_hold_no_card_data(rig):
     for record in rig.forwarded.records.values():
         assert CARD_DATA_FIELDS.isdisjoint(record.message.numbers)
         assert PAN not in repr(record.message.fields)
+
+
+async def test_network_refusing_our_pin_key_asks_for_a_new_key_exchange(rig):
+    """If the network answers a PIN purchase 63 (it does not take our zone PIN key), then the terminal gets
+    63 and the network's keys are marked for an exchange now; a 63 to a purchase without PIN, or a 55 to
+    one with a PIN, does not mark them."""
+    keys = rig.networks["visa"].keys
+    for code, pin in (("63", None), ("55", PIN)):
+        rig.links["visa"].answer = answering("visa", code)
+        outcome = await rig.forwarder.forward(rig.forward_request(pin=pin, stan=f"0001{code}"))
+        assert outcome.result is not Result.APPROVED and not keys.resync_pending
+    rig.links["visa"].answer = answering("visa", "63")
+    with structlog.testing.capture_logs() as logs:
+        outcome = await rig.forwarder.forward(rig.forward_request(pin=PIN, stan="000163"))
+    assert outcome.result is Result.SECURITY_VIOLATION and keys.resync_pending
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["network refused our zone PIN key"]
+    assert await keys.resync_requested(0) is True
+    assert not keys.resync_pending and await keys.resync_requested(0) is False
