@@ -32,6 +32,7 @@ link and to the store-and-forward queue only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -592,10 +593,25 @@ class Forwarder:
         key = advice_key(name, advice)
         try:
             await self.saf.enqueue(SafEntry(network=name, kind="advice", key=key, message=advice))
+            # Kept as a forwarded transaction of its own, so that a terminal's reversal of the completion
+            # finds it: the advice is what the network holds (its 11 and 7 are ours, set above).
+            await self.forwarded.record(
+                ForwardedRecord(
+                    transfer_id=transfer_id,
+                    network=name,
+                    route=route,
+                    message=without_card_data(advice),
+                    pan_masked=record.pan_masked,
+                    amount=amount,
+                    currency=record.currency,
+                    auth_code=record.auth_code,
+                    created_at=self.clock.now(),
+                )
+            )
         except Exception:
-            # The completion is posted and cannot be taken back (the ledger does not reverse a completion);
-            # the terminal gets 96, and its repeat of this completion (same identity) queues the advice.
-            log.error("completion advice could not be queued", network=name, idempotency_key=key)
+            # The completion is posted and cannot be taken back by the ledger's own reversal; the terminal
+            # gets 96, and its repeat of this completion (same identity) queues and records it again.
+            log.error("completion advice could not be queued or recorded", network=name, idempotency_key=key)
             raise
         return ForwardOutcome(
             Result.APPROVED,
@@ -752,7 +768,14 @@ def _reversal_transfer(original: Transfer, replacement_amount: int | None) -> Tr
             reference=f"void of {original.transfer_id}",
         )
     amount = original.amount - replacement_amount if replacement_amount is not None else original.amount
-    return reverse_posted(transfer_id, original, amount)
+    reversal = reverse_posted(transfer_id, original, amount)
+    if original.kind is TransferKind.POST_PENDING:
+        # The ledger reverses only plain postings: a completion is undone by a plain transfer the other
+        # way, as on-us; its id ("rev:" + the completion's) still makes it happen once.
+        return dataclasses.replace(
+            reversal, reverses_id=None, reference=f"reversal of completion {original.transfer_id}"
+        )
+    return reversal
 
 
 def _reversal_transfer_id(transfer_id: str) -> str:

@@ -169,6 +169,29 @@ async def test_completion_of_a_forwarded_preauth_reaches_the_network(linked, nam
 
 
 @per_network
+async def test_reversal_of_a_forwarded_completion_reaches_the_network(linked, name):
+    """If a terminal reverses its completion of a forwarded pre-authorization, then it is answered 00 and
+    the network's 0420 of the 0220 gives its cardholder the money back; both sides' books are as before."""
+    switchd, netsims = linked
+    sim, pan, currency = netsims[name], network_card(name, 27), currency_of(name)
+    books = await Books.open(switchd, sim, currency)
+    before = await sim.balance(pan, currency)
+    card = demo_card(pan)
+    async with connect(switchd, terminal_for(name)) as terminal:
+        held = await terminal.transact(TransactionRequest(TxnType.PREAUTH, amount_minor=4000), card)
+        completion = await terminal.transact(
+            TransactionRequest(TxnType.COMPLETION, amount_minor=4000, original=held.original()), card
+        )
+        assert (held.response_code, completion.response_code) == ("00", "00")
+        reversal = await terminal.transact(
+            TransactionRequest(TxnType.REVERSAL, amount_minor=4000, original=completion.original()), card
+        )
+    assert reversal.response_code == "00"
+    await books.assert_agree(moved=0)
+    assert await sim.balance(pan, currency) == before
+
+
+@per_network
 async def test_void_of_a_forwarded_purchase_gives_the_money_back_at_the_network(linked, name):
     """If a terminal voids a forwarded purchase, then it is answered 00 and the network's 0420 gives its
     cardholder the money back; both sides' books are as before the purchase."""

@@ -404,3 +404,22 @@ async def test_late_decline_changes_nothing(rig):
         network="visa", response=late, request=request, reason="late"
     )
     assert not rig.saf.entries
+
+
+async def test_reversal_of_a_forwarded_completion_gives_it_back_and_reverses_the_advice(rig):
+    """If a terminal reverses its completion of a forwarded pre-auth, then 00, the merchant gives the
+    30.00 back, and after the completion's 0220 a 0420 naming that 0220 is queued for the network."""
+    preauth = rig.request(mti="0100", amount=5000)
+    await rig.handle(preauth)
+    completion = rig.request(mti="0220", amount=3000, pin=False, extra={90: names(preauth)})
+    assert (await rig.handle(completion)).result is Result.APPROVED
+    reversal = rig.request(mti="0400", amount=3000, pin=False, extra={90: names(completion)})
+    outcome = await rig.handle(reversal)
+    assert outcome.response is not None and outcome.response[39] == "00"
+    assert await rig.world.available(MERCHANT_ACCOUNT) == 0 and await settlement_owed(rig) == 0
+    advice, reversed_advice = (entry.message for entry in rig.saf.entries)
+    assert (advice.mti, reversed_advice.mti) == ("0220", "0420")
+    assert reversed_advice[90][:20] == "0220" + advice[11] + advice[7]
+    again = await rig.handle(rig.request(mti="0400", amount=3000, pin=False, extra={90: names(completion)}))
+    assert again.response is not None and again.response[39] == "00"
+    assert len(rig.saf.entries) == 2 and await settlement_owed(rig) == 0
