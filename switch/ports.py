@@ -422,3 +422,9 @@ class ForwardedTransactions(Protocol):
         ...
 
     async def find(self, transfer_id: str) -> ForwardedRecord | None: ...
+
+    async def find_by_rrn(self, terminal_id: str, rrn: str) -> list[ForwardedRecord]:
+        """The records of this terminal's requests (transfer ids "<terminal>:...") whose message carries
+        `rrn` in field 37, oldest first (at most 10): how a follow-up that names its original only by RRN
+        finds it."""
+        ...

@@ -1009,19 +1009,25 @@ class Authorizer:
 
     async def _forwarded_follow_up(self, ctx: _Context, original: OriginalData | None) -> Outcome:
         """A foreign card's completion (of a forwarded pre-authorization) or void (of a forwarded purchase):
-        named by field 90 (its RRN alone is not enough: forwarded transactions are found by their id)."""
+        named by field 90, or else by its RRN in field 37 (`_follow_up` has checked it has one of them)."""
         assert self.forwarder is not None
         assert ctx.card_data is not None and ctx.transmitted is not None and ctx.amount is not None
         refused = await self._foreign_card_refusal(ctx)
         if refused is not None:
             return self._finish(ctx, refused)
         assert ctx.currency is not None
-        if original is None:
-            return self._finish(ctx, Result.RECORD_NOT_FOUND)
+        completion = ctx.classified.type is TransactionType.COMPLETION
         # Not waited for as a reversal waits (`_original_decided`): a completion or void is itself marked
         # while it is answered, and two naming each other would wait for each other forever.
-        original_id = f"{ctx.request[41]}:{original.transmission}:{original.stan}"
-        if ctx.classified.type is TransactionType.COMPLETION:
+        if original is not None:
+            original_id: str | None = f"{ctx.request[41]}:{original.transmission}:{original.stan}"
+        else:  # named by its RRN alone (field 37)
+            original_id = await self.forwarder.original_by_rrn(
+                terminal_id=ctx.request[41], rrn=ctx.request[37], completion=completion
+            )
+        if original_id is None:
+            return self._finish(ctx, Result.RECORD_NOT_FOUND)
+        if completion:
             forwarded = await self.forwarder.complete(
                 original_transfer_id=original_id,
                 transfer_id=ctx.own_id,

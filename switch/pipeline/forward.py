@@ -515,6 +515,17 @@ class Forwarder:
             Result.APPROVED, route, name, network_stan=record.message.get(11), reversal_queued=True
         )
 
+    async def original_by_rrn(self, *, terminal_id: str, rrn: str, completion: bool) -> str | None:
+        """The transfer id of the forwarded original a follow-up names only by RRN: this terminal's
+        forwarded transaction with that RRN, of the kind the follow-up resolves (a pre-authorization for a
+        completion, a plain 0200 for a void). None when there is none, or more than one (RRNs are unique
+        per terminal and hour, not overall): "not found" rather than a guess, as on-us."""
+        wanted = "0100" if completion else "0200"
+        candidates = [
+            r for r in await self.forwarded.find_by_rrn(terminal_id, rrn) if r.message.mti == wanted
+        ]
+        return candidates[0].transfer_id if len(candidates) == 1 else None
+
     async def void(
         self, *, original_transfer_id: str, card: CardData, amount: int, currency: int
     ) -> ForwardOutcome | None:

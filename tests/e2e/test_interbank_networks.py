@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from simulators.messages import TransactionRequest, TxnType, demo_card
+from simulators.messages import Original, TransactionRequest, TxnType, demo_card
 from specs import demo
 from specs.demo_networks import NETWORK_SPECIAL_CARDS
 from tests.e2e.interbank import (
@@ -207,6 +207,28 @@ async def test_void_of_a_forwarded_purchase_gives_the_money_back_at_the_network(
             TransactionRequest(TxnType.VOID, amount_minor=2000, original=sale.original()), card
         )
     assert void.response_code == "00"
+    await books.assert_agree(moved=0)
+    assert await sim.balance(pan, currency) == before
+
+
+@per_network
+async def test_void_of_a_forwarded_purchase_by_its_rrn_alone(linked, name):
+    """If a terminal voids a forwarded purchase naming only its RRN (field 37, as `pos-sim void --rrn`
+    does), then the purchase is found by that RRN and given back at the network."""
+    switchd, netsims = linked
+    sim, pan, currency = netsims[name], network_card(name, 28), currency_of(name)
+    books = await Books.open(switchd, sim, currency)
+    before = await sim.balance(pan, currency)
+    card = demo_card(pan)
+    async with connect(switchd, terminal_for(name)) as terminal:
+        sale = await terminal.transact(purchase(1900), card)
+        assert sale.response_code == "00" and sale.rrn
+        by_rrn = Original(processing_code="000000", amount_minor=1900, rrn=sale.rrn)
+        void = await terminal.transact(
+            TransactionRequest(TxnType.VOID, amount_minor=1900, original=by_rrn), card
+        )
+    assert void.response_code == "00"
+    assert void.request is not None and 90 not in void.request
     await books.assert_agree(moved=0)
     assert await sim.balance(pan, currency) == before
 

@@ -231,22 +231,16 @@ class PgForwardedTransactions:
         row = await self.database.fetchrow(
             "SELECT * FROM forwarded_transactions WHERE transfer_id = $1", transfer_id
         )
-        if row is None:
-            return None
-        raw = row["fields"]
-        fields = {int(k): str(v) for k, v in (json.loads(raw) if isinstance(raw, str) else raw).items()}
-        created_at: datetime = row["created_at"]
-        return ForwardedRecord(
-            transfer_id=row["transfer_id"],
-            network=row["network"],
-            route=row["route"],
-            message=Message(row["mti"], fields),
-            pan_masked=row["pan_masked"],
-            amount=row["amount"],
-            currency=row["currency"],
-            auth_code=row["auth_code"],
-            created_at=created_at,
+        return None if row is None else _forwarded_record(row)
+
+    async def find_by_rrn(self, terminal_id: str, rrn: str) -> list[ForwardedRecord]:
+        rows = await self.database.fetch(
+            "SELECT * FROM forwarded_transactions WHERE fields->>'37' = $1 AND starts_with(transfer_id, $2)"
+            " ORDER BY created_at, transfer_id LIMIT 10",
+            rrn,
+            f"{terminal_id}:",
         )
+        return [_forwarded_record(row) for row in rows]
 
     def stats(self) -> RecordBatchStats:
         return RecordBatchStats(
@@ -296,4 +290,21 @@ def _row(entry: ForwardedRecord) -> tuple[Any, ...]:
         entry.currency,
         entry.auth_code,
         entry.created_at,
+    )
+
+
+def _forwarded_record(row: asyncpg.Record) -> ForwardedRecord:
+    raw = row["fields"]
+    fields = {int(k): str(v) for k, v in (json.loads(raw) if isinstance(raw, str) else raw).items()}
+    created_at: datetime = row["created_at"]
+    return ForwardedRecord(
+        transfer_id=row["transfer_id"],
+        network=row["network"],
+        route=row["route"],
+        message=Message(row["mti"], fields),
+        pan_masked=row["pan_masked"],
+        amount=row["amount"],
+        currency=row["currency"],
+        auth_code=row["auth_code"],
+        created_at=created_at,
     )

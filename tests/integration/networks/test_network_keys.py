@@ -373,6 +373,22 @@ async def test_forwarded_transaction_is_recorded_once(db):
     assert found is not None and found.message[4] == "000000001234"
 
 
+async def test_forwarded_transactions_are_found_by_rrn_on_their_terminal(db):
+    """If records of two terminals carry the same RRN, then a lookup by RRN finds only the asking
+    terminal's, oldest first, and an RRN nobody carried finds nothing."""
+    store = PgForwardedTransactions(db)
+    for transfer_id in (
+        "POS00001:1123193500:000042",
+        "POS00001:1123193600:000043",
+        "POS00002:1123193500:000042",
+    ):
+        assert await store.record(forwarded(transfer_id, f37="632719000042"))
+    found = await store.find_by_rrn("POS00001", "632719000042")
+    assert [r.transfer_id for r in found] == ["POS00001:1123193500:000042", "POS00001:1123193600:000043"]
+    assert await store.find_by_rrn("POS0000", "632719000042") == []  # a prefix of a terminal id is not it
+    assert await store.find_by_rrn("POS00001", "632719000099") == []
+
+
 async def test_forwarded_transaction_with_card_data_is_refused(db):
     """If a record would hold the PAN, then it is refused before the database and nothing is stored."""
     with pytest.raises(ValueError, match="card data"):

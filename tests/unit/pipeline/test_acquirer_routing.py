@@ -423,3 +423,23 @@ async def test_reversal_of_a_forwarded_completion_gives_it_back_and_reverses_the
     again = await rig.handle(rig.request(mti="0400", amount=3000, pin=False, extra={90: names(completion)}))
     assert again.response is not None and again.response[39] == "00"
     assert len(rig.saf.entries) == 2 and await settlement_owed(rig) == 0
+
+
+async def test_follow_ups_of_forwarded_transactions_by_rrn_alone(rig):
+    """If a void and a completion name their forwarded originals by RRN alone (field 37, no 90), then the
+    purchase is voided and the pre-auth completed, each found by its RRN on this terminal; an RRN of no
+    forwarded original, or the purchase's RRN on a completion, is 25."""
+    purchase = await rig.handle(rig.request(amount=2000))
+    preauth = await rig.handle(rig.request(mti="0100", amount=5000))
+    assert purchase.response is not None and preauth.response is not None
+    sale_rrn, hold_rrn = purchase.response[37], preauth.response[37]
+    for request, code in (
+        (rig.request(mti="0220", amount=1000, pin=False, extra={37: sale_rrn}), "25"),
+        (rig.request(processing_code="020000", amount=2000, pin=False, extra={37: "999999999999"}), "25"),
+        (rig.request(processing_code="020000", amount=2000, pin=False, extra={37: sale_rrn}), "00"),
+        (rig.request(mti="0220", amount=4000, pin=False, extra={37: hold_rrn}), "00"),
+    ):
+        outcome = await rig.handle(request)
+        assert outcome.response is not None and outcome.response[39] == code, request
+    assert await rig.world.available(MERCHANT_ACCOUNT) == 4000 and await settlement_owed(rig) == 4000
+    assert [e.message.mti for e in rig.saf.entries] == ["0420", "0220"]

@@ -181,6 +181,15 @@ class MemoryForwarded:
         await trio.lowlevel.checkpoint()
         return self.records.get(transfer_id)
 
+    async def find_by_rrn(self, terminal_id: str, rrn: str) -> list[ForwardedRecord]:
+        await trio.lowlevel.checkpoint()
+        found = [
+            r
+            for r in self.records.values()
+            if r.message.get(37) == rrn and r.transfer_id.startswith(f"{terminal_id}:")
+        ]
+        return sorted(found, key=lambda r: (r.created_at, r.transfer_id))[:10]
+
 
 class MemoryKeyStore:
     def __init__(self) -> None:
