@@ -662,6 +662,9 @@ class Authorizer:
             # No balances on the receipt of a debit: that would be a second database round trip on the
             # hot path. A balance inquiry asks for them.
             return self._finish(ctx, Result.APPROVED)
+        if outcome is TransferResult.BARRED:
+            # For an operator who wonders why a purchase that looks fine was declined.
+            log.warning("original refused: its reversal came first", transfer_id=ctx.transfer_id, rrn=ctx.rrn)
         return self._finish(ctx, _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION))
 
     async def _pin_change(self, ctx: _Context, card: Card) -> Outcome:

@@ -8,6 +8,7 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+import structlog
 import trio
 import trio.testing
 
@@ -166,7 +167,9 @@ async def test_original_that_comes_after_its_reversal_is_refused(world):
     purchase = world.request(amount=2000)
     reversal = world.request("0400", "000000", 2000, pin=None, extra={90: original_data(purchase)})
     assert (await world.send(reversal))[39] == "00"
-    for _ in range(2):
-        assert (await world.send(purchase))[39] == "05"
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(2):
+            assert (await world.send(purchase))[39] == "05"
+    assert [e["event"] for e in logs] == ["original refused: its reversal came first"]  # then remembered
     assert await world.available() == 100_000
     assert world.ledger.model.lookup_transfers([f"POS00001:{purchase[7]}:{purchase[11]}"]) == {}
