@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 import trio
 
-from simulators.messages import Card, TerminalIdentity, TransactionRequest, TxnType
+from simulators.messages import Card, Original, TerminalIdentity, TransactionRequest, TxnType
 from simulators.terminal import Result, TerminalClient, open_terminal
 from specs import demo
 from switch.cli import switchctl
@@ -127,6 +127,18 @@ async def connect(
             assert (await client.sign_on()).approved
             assert (await client.key_exchange()).approved
         yield Terminal(client, switchd.sent)
+
+
+def original_of(request: Message) -> Original:
+    """What a reversal needs of a request built but not sent yet (or sent by hand): its field 90 parts
+    and its amount."""
+    return Original(
+        mti=request.mti,
+        stan=request[11],
+        transmission=request[7],
+        processing_code=request[3],
+        amount_minor=int(request[4]),
+    )
 
 
 def purchase(amount: int, pin: str | None = demo.DEMO_PIN) -> TransactionRequest:

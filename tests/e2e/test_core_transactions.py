@@ -25,6 +25,7 @@ from tests.e2e.support import (
     directory_sql,
     log_events,
     metrics_text,
+    original_of,
     pos,
     purchase,
     sql,
@@ -227,9 +228,7 @@ async def test_reversal_that_overtakes_its_purchase_still_reverses_it(switchd):
     async with connect(switchd, identity) as terminal:
         start = await available(terminal, card)
         sale = terminal.build(purchase(2100), card)
-        original = Original(
-            mti=sale.mti, stan=sale[11], transmission=sale[7], processing_code=sale[3], amount_minor=2100
-        )
+        original = original_of(sale)
         answers: dict[str, str | None] = {}
 
         async def purchase_then_answer() -> None:
@@ -266,9 +265,7 @@ async def test_purchase_that_comes_after_its_reversal_is_declined(switchd):
     async with connect(switchd, identity) as first, connect(switchd, identity, sign_on=False) as second:
         start = await available(first, card)
         sale = first.build(purchase(2200), card)
-        original = Original(
-            mti=sale.mti, stan=sale[11], transmission=sale[7], processing_code=sale[3], amount_minor=2200
-        )
+        original = original_of(sale)
         reversal = await first.transact(TransactionRequest(TxnType.REVERSAL, original=original), card)
         assert reversal.response_code == "00"
         assert (await second.send(sale))[39] == "05"

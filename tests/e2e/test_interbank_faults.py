@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-from simulators.messages import Original, TransactionRequest, TxnType, demo_card
+from simulators.messages import TransactionRequest, TxnType, demo_card
 from tests.e2e.interbank import (
     NETWORK_NAMES,
     Books,
@@ -48,6 +48,7 @@ from tests.e2e.support import (
     assert_no_card_data_logged,
     connect,
     metrics_text,
+    original_of,
     purchase,
     switchctl_runner,
     wait_for_log,
@@ -192,9 +193,7 @@ async def test_reversal_that_overtakes_its_forwarded_purchase_reaches_the_networ
     answers: dict[str, str | None] = {}
     async with connect(switchd, terminal_for(name)) as terminal:
         sale = terminal.build(purchase(2600), card)
-        original = Original(
-            mti=sale.mti, stan=sale[11], transmission=sale[7], processing_code=sale[3], amount_minor=2600
-        )
+        original = original_of(sale)
 
         async def purchase_then_answer() -> None:
             answers["purchase"] = (await terminal.send(sale))[39]
@@ -226,9 +225,7 @@ async def test_purchase_that_comes_after_its_reversal_is_declined_and_reversed_a
     card = demo_card(pan)
     async with connect(switchd, terminal_for(name)) as terminal:
         sale = terminal.build(purchase(2700), card)
-        original = Original(
-            mti=sale.mti, stan=sale[11], transmission=sale[7], processing_code=sale[3], amount_minor=2700
-        )
+        original = original_of(sale)
         reversal = await terminal.transact(TransactionRequest(TxnType.REVERSAL, original=original), card)
         assert reversal.response_code == "00"
         assert (await terminal.send(sale))[39] == "05"
