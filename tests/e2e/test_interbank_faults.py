@@ -21,6 +21,7 @@ import pytest
 import trio
 
 from simulators.messages import TransactionRequest, TxnType, demo_card
+from switch.pipeline.forward import network_settlement_account_id
 from tests.e2e.interbank import (
     NETWORK_NAMES,
     Books,
@@ -53,7 +54,7 @@ from tests.e2e.support import (
     switchctl_runner,
     wait_for_log,
 )
-from tests.fixtures.pg import PgServer
+from tests.fixtures.pg import PgServer, rows_locked
 
 per_network = pytest.mark.parametrize("name", NETWORK_NAMES)
 DEADLINE_MS = 1500
@@ -519,9 +520,13 @@ async def test_network_reversal_repeats_are_applied_once(linked, name):
     status = await sim.status()
     [sale] = await sim.originate(pan=pan, amount_minor=2700)
     assert sale["approved"], sale
-    # netsim waits 1 ms for each answer: the 0420 (which the ledger must book first) times out on its
-    # side, and it repeats the reversal as 0421 (three attempts at most).
-    await sim.originate(mti="0420", original_stan=sale["stan"], timeout_s=0.001)
+    # The network's settlement account row is held by another transaction, so the switch cannot book the
+    # reversal yet: netsim's 0420 times out on its side, and it repeats it as 0421 (three attempts at
+    # most, 0.3 s each). (Waiting 1 ms for a quick answer instead was not enough on a busy machine.)
+    settlement_row = "SELECT id FROM ledger_accounts WHERE id = $1 FOR UPDATE"
+    settlement_id = network_settlement_account_id(name, currency_of(name))
+    async with rows_locked(switchd.dsn, settlement_row, settlement_id):
+        await sim.originate(mti="0420", original_stan=sale["stan"], timeout_s=0.3)
     sent = counter_deltas(status, await sim.status(), "out_0420", "out_0421")
     assert sent["out_0420"] == 1 and sent["out_0421"] >= 1, sent
     # Once every attempt has its answer (late or not), the money is back, once.
