@@ -14,8 +14,9 @@ balance (debits minus credits) of the member's settlement account `network:<name
 `as_issuer_minor` is what netsim approved as issuer (debits minus credits, minus what was reversed);
 `as_acquirer_minor` is what the member approved for netsim's acquirer, likewise. Pre-authorization holds
 are listed apart and are not in `net_minor`: no money moves until a completion (an advice naming the
-pre-authorization), which releases the hold and posts what it completes. Amounts are integer minor units. Every movement is recorded under its identity key and applies
-at most once; a reversal applies at most once per original. Pure code: no I/O, no clock.
+pre-authorization), which releases the hold and posts what it completes. Amounts are integer minor
+units. Every movement is recorded under its identity key and applies at most once; a reversal applies at
+most once per original. Pure code: no I/O, no clock.
 """
 
 from __future__ import annotations
