@@ -22,7 +22,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 
 import trio
@@ -200,7 +200,9 @@ async def _start_core(
     )
     if interbank is not None:
         await _start_links(config, interbank, authorizer, journal, metrics, services, clock)
-    services.start_soon(_expire_holds, ledger, clock, config.ledger.hold_expiry_check_s)
+    services.start_soon(
+        _expire_holds, ledger, clock, config.ledger.hold_expiry_check_s, config.ledger.barred_keep_s
+    )
     return Core(
         codec=codec,
         service=service,
@@ -405,16 +407,23 @@ async def _watch_signals(
             # Keep receiving: a second Ctrl-C during the drain is logged, not a KeyboardInterrupt.
 
 
-async def _expire_holds(ledger: PgLedger, clock: SystemClock, interval_s: float) -> None:
-    """Release authorization holds whose time has passed (the ledger voids them exactly once)."""
+async def _expire_holds(
+    ledger: PgLedger, clock: SystemClock, interval_s: float, barred_keep_s: float
+) -> None:
+    """Release authorization holds whose time has passed (the ledger voids them exactly once), and forget
+    the barred ids of originals that never came (older than `barred_keep_s`)."""
     while True:
         try:
-            released = await ledger.expire_pending(clock.now())
+            now = clock.now()
+            released = await ledger.expire_pending(now)
+            pruned = await ledger.prune_barred(now - timedelta(seconds=barred_keep_s))
         except Exception as exc:  # keep sweeping; a database hiccup must not stop expiry for good
             log.error("hold expiry failed", error=type(exc).__name__)
         else:
             if released:
                 log.info("holds expired", released=released)
+            if pruned:
+                log.info("barred ids pruned", pruned=pruned)
         await trio.sleep(interval_s)
 
 

@@ -141,6 +141,11 @@ class LedgerConfig:
     hold_expiry_check_s: float = _field(
         60.0, check=_check_positive, doc="how often expired holds are released"
     )
+    barred_keep_s: float = _field(
+        30 * 24 * 3600.0,
+        check=_check_positive,
+        doc="how long the id of an original whose reversal came first stays barred (pruned by the hold sweep)",
+    )
 
 
 def _check_endpoints(value: tuple[str, ...]) -> str | None:

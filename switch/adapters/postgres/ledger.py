@@ -126,6 +126,23 @@ class PgLedger:
         check_transfer_id(transfer_id)
         return bool(await self._database.fetchval("SELECT ledger_bar_transfer($1)", transfer_id))
 
+    async def prune_barred(self, before: datetime, limit: int = 10_000) -> int:
+        """Forget barred ids (see `bar`) barred before `before`, at most `limit`: an original that has not
+        come by then will not come. Not part of the Ledger port: housekeeping of this store."""
+        deleted = await self._database.fetchval(
+            """
+            WITH old AS (
+                SELECT id FROM ledger_barred_transfers WHERE barred_at < $1 ORDER BY barred_at LIMIT $2
+            ), gone AS (
+                DELETE FROM ledger_barred_transfers AS b USING old WHERE b.id = old.id RETURNING 1
+            )
+            SELECT count(*) FROM gone
+            """,
+            before,
+            limit,
+        )
+        return int(deleted)
+
     async def lookup_by_reference(self, reference: str, limit: int = 10) -> list[Transfer]:
         rows = await self._database.fetch(
             f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfers WHERE reference = $1"
