@@ -24,6 +24,7 @@ pipeline answers as 51 (insufficient funds). Total debits equal total credits, a
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,7 @@ __all__ = [
     "Transfer",
     "TransferKind",
     "TransferResult",
+    "give_back",
     "resolve_pending",
     "reverse_posted",
 ]
@@ -151,4 +153,20 @@ def reverse_posted(transfer_id: str, original: Transfer, amount: int) -> Transfe
         currency=original.currency,
         reverses_id=original.transfer_id,
         reference=f"reversal of {original.transfer_id}",
+    )
+
+
+def give_back(transfer_id: str, original: Transfer, amount: int) -> Transfer:
+    """Give back (all or part of) what a POSTED or POST_PENDING transfer moved, at most once.
+
+    A plain posting is reversed (`reverse_posted`). The ledger reverses nothing else, so a completion
+    (POST_PENDING) or a void (itself a reversal) is undone by a plain transfer the other way; its id
+    (the caller's, "rev:" + the original's) still makes it happen once.
+    """
+    reversal = reverse_posted(transfer_id, original, amount)
+    if original.kind is not TransferKind.POST_PENDING and original.reverses_id is None:
+        return reversal
+    what = "completion" if original.kind is TransferKind.POST_PENDING else "void"
+    return dataclasses.replace(
+        reversal, reverses_id=None, reference=f"reversal of {what} {original.transfer_id}"
     )

@@ -26,7 +26,6 @@ caller journals and logs.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -37,7 +36,14 @@ from typing import Protocol
 import trio
 
 from switch.domain.dukpt import KsnProblem, KsnReplayGuard, ksn_for_request, parse_field53
-from switch.domain.ledger_types import Transfer, TransferKind, TransferResult, resolve_pending, reverse_posted
+from switch.domain.ledger_types import (
+    Transfer,
+    TransferKind,
+    TransferResult,
+    give_back,
+    resolve_pending,
+    reverse_posted,
+)
 from switch.domain.model import AccountKind, Card, CardStatus, Merchant, Pan, PinMethod, Terminal
 from switch.domain.results import TERMINAL_RESPONSE_CODES, Result
 from switch.domain.routing import ON_US, DecisionKind, decide
@@ -839,15 +845,7 @@ class Authorizer:
             amount = first.amount - actual if actual is not None else first.amount
             if amount <= 0:
                 return self._finish(ctx, Result.APPROVED)  # everything was dispensed: nothing to give back
-            transfer = reverse_posted(ctx.transfer_id, first, amount)
-            if first.kind is TransferKind.POST_PENDING or first.reverses_id is not None:
-                # The ledger reverses only plain posted transfers, not a completion nor a void (itself a
-                # reversal); those are undone by a plain transfer the other way. Its id ("rev:" + the
-                # original's) still makes it happen once.
-                what = "completion" if first.kind is TransferKind.POST_PENDING else "void"
-                transfer = dataclasses.replace(
-                    transfer, reverses_id=None, reference=f"reversal of {what} {original_id}"
-                )
+            transfer = give_back(ctx.transfer_id, first, amount)
         (outcome,) = await self.ledger.create_transfers([transfer])
         if outcome in (
             TransferResult.OK,

@@ -32,7 +32,6 @@ link and to the store-and-forward queue only.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,8 +42,8 @@ from switch.domain.ledger_types import (
     Transfer,
     TransferKind,
     TransferResult,
+    give_back,
     resolve_pending,
-    reverse_posted,
 )
 from switch.domain.model import Pan
 from switch.domain.results import Result
@@ -779,14 +778,7 @@ def _reversal_transfer(original: Transfer, replacement_amount: int | None) -> Tr
             reference=f"void of {original.transfer_id}",
         )
     amount = original.amount - replacement_amount if replacement_amount is not None else original.amount
-    reversal = reverse_posted(transfer_id, original, amount)
-    if original.kind is TransferKind.POST_PENDING:
-        # The ledger reverses only plain postings: a completion is undone by a plain transfer the other
-        # way, as on-us; its id ("rev:" + the completion's) still makes it happen once.
-        return dataclasses.replace(
-            reversal, reverses_id=None, reference=f"reversal of completion {original.transfer_id}"
-        )
-    return reversal
+    return give_back(transfer_id, original, amount)  # a completion too, as on-us
 
 
 def _reversal_transfer_id(transfer_id: str) -> str:
