@@ -169,16 +169,6 @@ async def sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
     return await trio.to_thread.run_sync(lambda: asyncio.run(run()))
 
 
-async def wait_for_lock_waiters(dsn: str, count: int = 1, timeout_s: float = 10) -> None:
-    """Until `count` database sessions wait for a lock (a ledger batch behind `rows_locked`)."""
-    with trio.fail_after(timeout_s):
-        while True:
-            rows = await sql(dsn, "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            if rows[0]["n"] >= count:
-                return
-            await trio.sleep(0.05)
-
-
 async def directory_sql(dsn: str, query: str, *args: Any) -> None:
     """Change the card directory with plain SQL, then wait until switchd has applied the change.
 

@@ -30,10 +30,9 @@ from tests.e2e.support import (
     purchase,
     sql,
     start_switchd,
-    wait_for_lock_waiters,
     wait_for_log,
 )
-from tests.fixtures.pg import PgServer, rows_locked
+from tests.fixtures.pg import PgServer, rows_locked, wait_for_lock_waiters
 
 EXPIRY_SWEEP_S = 0.2
 

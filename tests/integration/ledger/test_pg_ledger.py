@@ -16,7 +16,7 @@ from switch.adapters.postgres.ledger import LedgerError, PgLedger
 from switch.domain.ledger_model import LedgerModel
 from switch.domain.ledger_types import LedgerAccount, Transfer, TransferKind, TransferResult
 from switch.ports import Ledger
-from tests.fixtures.pg import rows_locked
+from tests.fixtures.pg import rows_locked, wait_for_lock_waiters
 
 R = TransferResult
 K = TransferKind
@@ -675,33 +675,11 @@ async def test_bar_while_its_transfer_is_being_applied_waits_and_finds_it(db, da
     card_row = "SELECT id FROM ledger_accounts WHERE id = $1 FOR UPDATE"
     async with trio.open_nursery() as nursery, rows_locked(database_url, card_row, CARD):
         nursery.start_soon(buy)
-        await lock_waiters(db, 1)  # the batch waits for the card's row, its ids locked and checked
+        await wait_for_lock_waiters(
+            database_url, 1
+        )  # the batch waits for the card's row, its ids locked and checked
         nursery.start_soon(bar)
-        await lock_waiters(db, 2)  # the bar waits for the batch's id lock
+        await wait_for_lock_waiters(database_url, 2)  # the bar waits for the batch's id lock
         assert answers == {}
     assert answers == {"buy": R.OK, "bar": False}
     assert (await card(ledger)).debits_posted == 10
-
-
-async def lock_waiters(db: Database, count: int) -> None:
-    """Until `count` sessions of the database wait for a lock."""
-    query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-    with trio.fail_after(10):
-        while True:
-            if await db.fetchval(query) >= count:
-                return
-            await trio.sleep(0.01)
-
-
-async def test_barred_ids_older_than_the_cut_are_pruned(db):
-    """If barred ids are pruned with a cut, then those barred before it are forgotten (their transfer
-    could be applied again) and the newer ones stay barred."""
-    ledger = await make_ledger(db)
-    for transfer_id in ("old:1", "old:2", "new:1"):
-        assert await ledger.bar(transfer_id)
-    await db.execute(
-        "UPDATE ledger_barred_transfers SET barred_at = $1 WHERE id LIKE 'old:%'", T0 - timedelta(days=31)
-    )
-    assert await ledger.prune_barred(T0 - timedelta(days=30)) == 2
-    assert await ledger.prune_barred(T0 - timedelta(days=30)) == 0
-    assert await ledger.create_transfers([posted("old:1", 10), posted("new:1", 10)]) == [R.OK, R.BARRED]
