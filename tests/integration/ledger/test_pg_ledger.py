@@ -683,3 +683,17 @@ async def test_bar_while_its_transfer_is_being_applied_waits_and_finds_it(db, da
         assert answers == {}
     assert answers == {"buy": R.OK, "bar": False}
     assert (await card(ledger)).debits_posted == 10
+
+
+async def test_barred_ids_older_than_the_cut_are_pruned(db):
+    """If barred ids are pruned with a cut, then those barred before it are forgotten (their transfer
+    could be applied again) and the newer ones stay barred."""
+    ledger = await make_ledger(db)
+    for transfer_id in ("old:1", "old:2", "new:1"):
+        assert await ledger.bar(transfer_id)
+    await db.execute(
+        "UPDATE ledger_barred_transfers SET barred_at = $1 WHERE id LIKE 'old:%'", T0 - timedelta(days=31)
+    )
+    assert await ledger.prune_barred(T0 - timedelta(days=30)) == 2
+    assert await ledger.prune_barred(T0 - timedelta(days=30)) == 0
+    assert await ledger.create_transfers([posted("old:1", 10), posted("new:1", 10)]) == [R.OK, R.BARRED]
