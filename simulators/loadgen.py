@@ -1,9 +1,10 @@
 """`loadgen`: many terminals against the switch at a target rate, then TPS and latency percentiles.
 
-Each terminal is its own TCP connection that signs on and exchanges keys first (a declined exchange
-is tolerated: PIN transactions then go without a PIN block). Requests follow a weighted mix
-(`purchase=90,balance=10`), are paced by trio to `--rate` per second overall (0 = as fast as the
-in-flight limit allows) and stop by themselves after `--duration` seconds or `--count` requests.
+Each terminal is its own TCP connection that signs on and exchanges keys first, through trio (a
+declined exchange is tolerated: PIN transactions then go without a PIN block). Then one loop without
+trio runs every connection (`simulators.load_engine`, which says why): requests follow a weighted mix
+(`purchase=90,balance=10`), are paced to `--rate` per second overall (0 = as fast as the in-flight
+limit allows) and stop by themselves after `--duration` seconds or `--count` requests.
 Demo cards are spread over the terminals so no two terminals hammer one account. Latency is kept as
 sorted samples (bounded by `SAMPLES_MAX`); percentiles use the nearest-rank rule.
 """
@@ -25,6 +26,7 @@ from typing import Any, TextIO
 
 import trio
 
+from simulators.load_engine import Engine, Lane
 from simulators.messages import (
     PIN_REQUIRED,
     Card,
@@ -37,9 +39,10 @@ from simulators.messages import (
     parse_amount,
     parse_key,
 )
-from simulators.terminal import CODEC, TerminalClient, leaves, open_terminal
+from simulators.terminal import CODEC, FRAME_BYTES_MAX, TerminalClient, leaves, open_terminal
 from specs import demo
 from specs.demo_networks import NETWORK_CARD_COUNT, NETWORK_SPECIAL_CARDS, NETWORKS
+from switch.iso.codec import Packet
 from switch.iso.message import Message
 
 __all__ = ["Mix", "Stats", "main", "parse_mix", "percentile"]
@@ -236,41 +239,24 @@ def _request_for(txn: TxnType, plan: Plan, pin_ok: bool) -> TransactionRequest:
     )
 
 
-class _Budget:
-    """Shared stop condition: a request count and/or a deadline."""
-
-    def __init__(self, count: int | None, deadline_s: float | None) -> None:
-        self.left = count
-        self.deadline_s = deadline_s
-
-    def take(self) -> bool:
-        if self.deadline_s is not None and trio.current_time() >= self.deadline_s:
-            return False
-        if self.left is not None:
-            if self.left <= 0:
-                return False
-            self.left -= 1
-        return True
-
-
 class _Gate:
-    """Every terminal signs on and exchanges keys, then all start together when the clock starts."""
+    """Counts the terminals that have signed on and exchanged keys; `all_ready` once every one has."""
 
     def __init__(self, terminals: int) -> None:
         self.waiting = terminals
         self.all_ready = trio.Event()
-        self.go = trio.Event()
 
-    async def arrive_and_wait(self) -> None:
+    def arrive(self) -> None:
         self.waiting -= 1
         if self.waiting == 0:
             self.all_ready.set()
-        await self.go.wait()
 
 
 async def _drive_terminal(
-    index: int, plan: Plan, stats: Stats, budget: _Budget, gate: _Gate, rng: random.Random
+    index: int, plan: Plan, gate: _Gate, rng: random.Random, lanes: list[Lane | None], done: trio.Event
 ) -> None:
+    """Connect, sign on and exchange keys, hand the connection to the load loop as a lane, and keep it
+    open until the run is `done`."""
     identity = TerminalIdentity(terminal_id=demo.POS_TERMINALS[index], merchant_id=demo.MERCHANT_ID)
     async with open_terminal(
         plan.host, plan.port, identity=identity, tmk=plan.tmk, timeout_s=plan.timeout_s, mac=plan.mac
@@ -279,65 +265,45 @@ async def _drive_terminal(
         if sign_on.response_code is None:
             raise ConnectionFailed(f"terminal {identity.terminal_id}: no answer to sign-on")
         exchange = await terminal.key_exchange()
-        await gate.arrive_and_wait()
-        await _generate(terminal, index, plan, stats, budget, rng, pin_ok=exchange.approved)
+        lanes[index] = _lane(terminal, index, plan, rng, pin_ok=exchange.approved)
+        gate.arrive()
+        await done.wait()
 
 
-async def _generate(
-    terminal: TerminalClient,
-    index: int,
-    plan: Plan,
-    stats: Stats,
-    budget: _Budget,
-    rng: random.Random,
-    *,
-    pin_ok: bool,
-) -> None:
+def _lane(terminal: TerminalClient, index: int, plan: Plan, rng: random.Random, *, pin_ok: bool) -> Lane:
+    """The terminal's connection as a lane of the load loop: its requests by the mix, over its cards."""
     debit_cards = _cards_for(index, plan.terminals, plan.card_bin)
     prepaid_cards = _prepaid_cards(index, plan.terminals)
-    interval_s = plan.terminals / plan.rate_per_s if plan.rate_per_s > 0 else 0.0
-    # Stagger the terminals over one interval so a paced run does not arrive in bursts.
-    next_s = trio.current_time() + interval_s * index / max(plan.terminals, 1)
-
     templates = None if plan.mac else _Templates(terminal)
-    if templates is not None:
-        terminal.response_decoder = _stan_and_code
 
-    async def one(txn: TxnType, card: Card) -> None:
-        try:
-            request = _request_for(txn, plan, pin_ok)
-            template = templates.get(request, card) if templates is not None else None
-            if template is None:
-                result = await terminal.transact(request, card)
-                code, latency_ms = result.response_code, result.latency_ms
-            else:
-                stan, frame = template.fill(terminal.next_stan(), datetime.now(UTC), datetime.now())
-                response, latency_ms, _mac_ok = await terminal.send_frame(stan, frame)
-                code = response.get(39) if response is not None else None
-        except SimulatorError:
-            stats.errors += 1
-        else:
-            stats.record(code, latency_ms)
+    def next_request() -> tuple[str, bytes]:
+        txn = plan.mix.pick(rng)
+        card = rng.choice(prepaid_cards if txn is TxnType.LOAD else debit_cards)
+        request = _request_for(txn, plan, pin_ok)
+        template = templates.get(request, card) if templates is not None else None
+        if template is None:
+            message = terminal.build(request, card)
+            return message[11], CODEC.encode_frame(message, terminal.tpdu)
+        return template.fill(terminal.next_stan(), datetime.now(UTC), datetime.now())
 
-    async def slot() -> None:
-        # One of the terminal's `in_flight` request slots: send, wait for the answer, send the next. A
-        # paced slot takes the next time of the terminal's schedule; when every slot is busy the schedule
-        # slips and the slots catch up as they free, as a terminal with a full queue would.
-        nonlocal next_s
-        while True:
-            if interval_s:
-                at, next_s = next_s, next_s + interval_s
-                await trio.sleep_until(at)
-            if terminal.closed_reason is not None or not budget.take():
-                return
-            txn = plan.mix.pick(rng)
-            card = rng.choice(prepaid_cards if txn is TxnType.LOAD else debit_cards)
-            stats.sent += 1
-            await one(txn, card)
+    def parse(payload: bytes) -> tuple[str | None, str | None]:
+        message = _stan_and_code(payload)
+        if message is None:
+            decoded = CODEC.decode_payload(payload)  # IsoError ends the lane, as it ends a terminal
+            if not isinstance(decoded, Packet):
+                return None, None  # a keep-alive
+            message = decoded.message
+        return message.get(11), message.get(39)
 
-    async with trio.open_nursery() as nursery:
-        for _ in range(plan.in_flight):
-            nursery.start_soon(slot)
+    stream = terminal.stream
+    assert isinstance(stream, trio.SocketStream)
+    return Lane.over(
+        stream.socket.fileno(),
+        name=terminal.identity.terminal_id,
+        framer=CODEC.framer(frame_bytes_max=FRAME_BYTES_MAX),
+        next_request=next_request,
+        parse=parse,
+    )
 
 
 _HEADER_BYTES = 5  # the terminal dialect's TPDU
@@ -456,56 +422,62 @@ def _progress_line(stats: Stats, elapsed_s: float, last_answered: int) -> str:
     )
 
 
-async def _progress(stats: Stats, out: TextIO, json_mode: bool) -> None:
-    last = 0
-    start = trio.current_time()
-    while True:
-        await trio.sleep(1.0)
-        elapsed = trio.current_time() - start
-        if json_mode:
+class _Progress:
+    """One line a second while the load runs (called by the load loop)."""
+
+    def __init__(self, stats: Stats, out: TextIO, json_mode: bool) -> None:
+        self.stats, self.out, self.json_mode = stats, out, json_mode
+        self.last = 0
+
+    def __call__(self, elapsed_s: float) -> None:
+        stats = self.stats
+        if stats.answered < self.last:
+            self.last = 0  # the warm-up ended: the counts started again
+        if self.json_mode:
             line = json.dumps(
                 {
                     "progress": True,
-                    "elapsed_s": round(elapsed, 1),
+                    "elapsed_s": round(elapsed_s, 1),
                     "sent": stats.sent,
                     "answered": stats.answered,
-                    "tps": stats.answered - last,
+                    "tps": stats.answered - self.last,
                 }
             )
         else:
-            line = _progress_line(stats, elapsed, last)
-        last = stats.answered
-        print(line, file=out, flush=True)
+            line = _progress_line(stats, elapsed_s, self.last)
+        self.last = stats.answered
+        print(line, file=self.out, flush=True)
 
 
 async def run_load(plan: Plan, *, progress_out: TextIO, json_mode: bool) -> dict[str, Any]:
-    """Connect every terminal, then run the mix until the budget is spent; returns the summary."""
+    """Connect every terminal, then run the mix until the duration or count is spent; the summary."""
     stats = Stats()
     rng = random.Random(plan.seed)
     gate = _Gate(plan.terminals)
-    budget = _Budget(plan.count, None)
-    async with trio.open_nursery() as outer:
-        async with trio.open_nursery() as terminals:
-            for index in range(plan.terminals):
-                seed = rng.getrandbits(64)
-                terminals.start_soon(_drive_terminal, index, plan, stats, budget, gate, random.Random(seed))
-            with trio.fail_after(plan.timeout_s + 5):
-                await gate.all_ready.wait()
-            started = [time.perf_counter()]
-            if plan.duration_s is not None:
-                budget.deadline_s = trio.current_time() + plan.warmup_s + plan.duration_s
-            if plan.warmup_s:
-
-                async def end_warmup() -> None:
-                    await trio.sleep(plan.warmup_s)
-                    stats.reset()
-                    started[0] = time.perf_counter()
-
-                outer.start_soon(end_warmup)
-            outer.start_soon(_progress, stats, progress_out, json_mode)
-            gate.go.set()
-        outer.cancel_scope.cancel()
-    elapsed = time.perf_counter() - started[0]
+    lanes: list[Lane | None] = [None] * plan.terminals
+    done = trio.Event()
+    async with trio.open_nursery() as terminals:
+        for index in range(plan.terminals):
+            seed = rng.getrandbits(64)
+            terminals.start_soon(_drive_terminal, index, plan, gate, random.Random(seed), lanes, done)
+        with trio.fail_after(plan.timeout_s + 5):
+            await gate.all_ready.wait()
+        engine = Engine(
+            [lane for lane in lanes if lane is not None],
+            stats,
+            rate_per_s=plan.rate_per_s,
+            in_flight=plan.in_flight,
+            timeout_s=plan.timeout_s,
+            duration_s=plan.duration_s,
+            count=plan.count,
+            warmup_s=plan.warmup_s,
+            progress=_Progress(stats, progress_out, json_mode),
+        )
+        elapsed = engine.run()  # holds this thread until the run ends: the terminals' tasks wait
+        done.set()
+    for lane in engine.lanes:
+        if lane.closed_reason is not None:
+            print(f"loadgen: terminal {lane.name}: {lane.closed_reason}", file=sys.stderr)
     summary = stats.summary(elapsed)
     summary.update(
         {

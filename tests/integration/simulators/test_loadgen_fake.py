@@ -81,3 +81,35 @@ def test_warmup_with_count_is_refused(capsys):
     """If --warmup is given with --count, then loadgen refuses with exit 2 and says why."""
     assert loadgen.main(["--count", "10", "--warmup", "1"]) == 2
     assert "--warmup goes with --duration" in capsys.readouterr().err
+
+
+def test_mac_run_builds_every_request_with_its_mac(fake_switch):
+    """If loadgen runs with --mac, then every request reaches the switch MACed and is approved (the
+    fake switch answers 63 to a wrong MAC), STANs all different."""
+    out = io.StringIO()
+    code = loadgen.main(
+        ["--port", str(fake_switch.port), "--terminals", "2", "--rate", "0", "--count", "30", "--mac",
+         "--mix", "purchase=1", "--json"],
+        out=out,
+    )  # fmt: skip
+    summary = json.loads(out.getvalue().splitlines()[-1])
+    financial = [m for m in fake_switch.requests if m.mti == "0200"]
+    assert code == 0 and summary["response_codes"] == {"00": 30}
+    assert len(financial) == 30 and all(m.get(64) for m in financial)
+    assert len({(m[41], m[11]) for m in financial}) == 30
+
+
+def test_unanswered_requests_are_timeouts_and_exit_1(fake_switch, capsys):
+    """If the switch never answers purchases, then loadgen counts each as a timeout after --timeout,
+    names no lost connection, and exits 1."""
+    fake_switch.ignore_processing_codes.add("000000")
+    out = io.StringIO()
+    code = loadgen.main(
+        ["--port", str(fake_switch.port), "--terminals", "2", "--rate", "0", "--count", "6",
+         "--in-flight", "3", "--timeout", "0.5", "--mix", "purchase=1", "--json"],
+        out=out,
+    )  # fmt: skip
+    summary = json.loads(out.getvalue().splitlines()[-1])
+    assert code == 1
+    assert (summary["sent"], summary["answered"], summary["timeouts"], summary["errors"]) == (6, 0, 6, 0)
+    assert "loadgen: terminal" not in capsys.readouterr().err
