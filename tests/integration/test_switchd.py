@@ -6,6 +6,7 @@ In-process tests drive `run_switch` inside the test's trio run; process tests st
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import queue
@@ -27,7 +28,7 @@ import trio.testing
 
 from specs.demo_networks import NETWORKS
 from switch.adapters.terminal_server import ConnectionBoard, ListenerShare, TerminalServer
-from switch.app import ReadyInfo, run_switch
+from switch.app import GC_THRESHOLDS, ReadyInfo, run_switch
 from switch.config import TerminalListenerConfig, load_config
 from switch.iso.codec import Codec, Packet
 from switch.iso.headers import Tpdu
@@ -83,8 +84,21 @@ def plain_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture
 async def switch(database_url, tmp_path, lmk_env, monkeypatch):
+    config = _in_process_config(database_url, tmp_path, lmk_env, monkeypatch)
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        info: ReadyInfo = await nursery.start(
+            lambda task_status: run_switch(
+                config, stop_event=stop, install_signal_handlers=False, task_status=task_status
+            )
+        )
+        yield info
+        stop.set()
+
+
+def _in_process_config(database_url, tmp_path, lmk_env, monkeypatch):
     monkeypatch.setenv("HSM_LMK_PASSPHRASE", lmk_env["HSM_LMK_PASSPHRASE"])
-    config = load_config(
+    return load_config(
         None,
         environ={
             "SWITCH_HSM_LMK_FILE": lmk_env["SWITCH_HSM_LMK_FILE"],
@@ -95,15 +109,6 @@ async def switch(database_url, tmp_path, lmk_env, monkeypatch):
             "SWITCH_SWITCH_VAR_DIR": str(tmp_path),
         },
     )
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        info: ReadyInfo = await nursery.start(
-            lambda task_status: run_switch(
-                config, stop_event=stop, install_signal_handlers=False, task_status=task_status
-            )
-        )
-        yield info
-        stop.set()
 
 
 def split(address: str) -> tuple[str, int]:
@@ -120,6 +125,29 @@ async def test_echo_is_answered_with_swapped_tpdu(switch):
     assert reply.message.get(39) == "00"
     assert reply.message.get(11) == "000001"
     assert reply.header == TPDU.reply()
+
+
+async def test_collector_thresholds_are_raised_while_serving_and_restored_after(
+    database_url, tmp_path, lmk_env, monkeypatch
+):
+    """If switchd serves, then the cycle collector runs with its thresholds; when it stops, with the ones
+    it found (the process may go on: tests, an embedding program)."""
+    config = _in_process_config(database_url, tmp_path, lmk_env, monkeypatch)
+    before = gc.get_threshold()
+    assert before != GC_THRESHOLDS
+    stop = trio.Event()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: run_switch(
+                    config, stop_event=stop, install_signal_handlers=False, task_status=task_status
+                )
+            )
+            assert gc.get_threshold() == GC_THRESHOLDS
+            stop.set()
+        assert gc.get_threshold() == before
+    finally:
+        gc.set_threshold(*before)
 
 
 async def test_purchase_from_an_unknown_terminal_is_58(switch):
