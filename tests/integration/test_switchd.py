@@ -6,6 +6,7 @@ In-process tests drive `run_switch` inside the test's trio run; process tests st
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ import trio.testing
 from specs.demo_networks import NETWORKS
 from switch.adapters.terminal_server import ConnectionBoard, ListenerShare, TerminalServer
 from switch.app import GC_THRESHOLDS, ReadyInfo, run_switch
-from switch.config import TerminalListenerConfig, load_config
+from switch.config import Config, TerminalListenerConfig, load_config
 from switch.iso.codec import Codec, Packet
 from switch.iso.headers import Tpdu
 from switch.iso.message import Message
@@ -84,7 +86,13 @@ def plain_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture
 async def switch(database_url, tmp_path, lmk_env, monkeypatch):
-    config = _in_process_config(database_url, tmp_path, lmk_env, monkeypatch)
+    async with _serving(_in_process_config(database_url, tmp_path, lmk_env, monkeypatch)) as info:
+        yield info
+
+
+@contextlib.asynccontextmanager
+async def _serving(config: Config) -> AsyncIterator[ReadyInfo]:
+    """`run_switch` in this trio run, from ready until the block ends (then it drains and stops)."""
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         info: ReadyInfo = await nursery.start(
@@ -135,16 +143,9 @@ async def test_collector_thresholds_are_raised_while_serving_and_restored_after(
     config = _in_process_config(database_url, tmp_path, lmk_env, monkeypatch)
     before = gc.get_threshold()
     assert before != GC_THRESHOLDS
-    stop = trio.Event()
     try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(
-                lambda task_status: run_switch(
-                    config, stop_event=stop, install_signal_handlers=False, task_status=task_status
-                )
-            )
+        async with _serving(config):
             assert gc.get_threshold() == GC_THRESHOLDS
-            stop.set()
         assert gc.get_threshold() == before
     finally:
         gc.set_threshold(*before)
