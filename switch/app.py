@@ -70,13 +70,14 @@ WHERE network = ANY($1::text[])
 """
 _SIGN_OFF_S = 2.0  # the links' drain gets at least this long, even when the terminals took it all
 # The cycle collector's thresholds while serving (gc.set_threshold; Python's are 700, 10, 10). The
-# collector runs when the tracked objects allocated since its last run exceed the first, and each run walks
-# all of them, most still held by requests in flight: with 700 a young collection ran every ~15 purchases
-# and a full one every second or so at 1,800/s. With these, a young collection runs every ~130 (pausing
-# about 3.5 ms instead of 0.3) and a full one after 100 middle ones (about 130,000 purchases, a minute at
-# full load) and only if the long-lived heap has grown by a quarter since the last (Python's own rule); the
-# heap built at start is frozen out of it (gc.freeze below). One switchd process spent 7-15% less CPU per
-# purchase at its maximum rate, with no difference seen at 1,000/s (docs/benchmarks.md).
+# collector runs when the tracked objects allocated since its last run exceed the first, and each run
+# walks all of them, nearly all still alive (it collects next to nothing): with 700 a young collection ran
+# every ~15 purchases and a full one every second or so at 1,800/s. With these, a young collection runs
+# every ~130 (pausing about 3.5 ms instead of 0.3) and a full one after 100 middle ones (about 130,000
+# purchases, a minute at full load) and only if the long-lived heap has grown by a quarter since the last
+# (Python's own rule); the heap built at start is frozen out of it (gc.freeze below). One switchd process
+# spent 7-15% less CPU per purchase at its maximum rate, with no difference seen at 1,000/s
+# (docs/benchmarks.md).
 GC_THRESHOLDS = (5000, 10, 100)
 KEY_RESYNC_MIN_S = 5.0  # at most one key exchange this often because the network refused our key
 
