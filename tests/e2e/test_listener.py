@@ -13,12 +13,13 @@ import pytest
 import structlog
 import trio
 
-from switch.app import ReadyInfo, run_switch
+from switch.app import ReadyInfo
 from switch.config import load_config
 from switch.iso.codec import Codec, Packet
 from switch.iso.headers import Tpdu
 from switch.iso.message import Message
 from switch.logs import configure_logging
+from tests.fixtures.switch import serving
 
 CODEC = Codec("terminal")
 TPDU = Tpdu(destination_nii="0001", source_nii="0000")
@@ -48,15 +49,8 @@ async def switch(database_url, tmp_path, lmk_env, monkeypatch, log_output) -> As
             "SWITCH_SWITCH_VAR_DIR": str(tmp_path),
         },
     )
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        info: ReadyInfo = await nursery.start(
-            lambda task_status: run_switch(
-                config, stop_event=stop, install_signal_handlers=False, task_status=task_status
-            )
-        )
+    async with serving(config) as info:
         yield info
-        stop.set()
 
 
 async def connect(info: ReadyInfo) -> trio.SocketStream:

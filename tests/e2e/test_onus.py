@@ -20,9 +20,10 @@ import trio
 from simulators.messages import TerminalIdentity, TransactionRequest, TxnType, demo_card
 from simulators.terminal import TerminalClient, open_terminal
 from specs import demo
-from switch.app import ReadyInfo, run_switch
+from switch.app import ReadyInfo
 from switch.config import load_config
 from switch.logs import configure_logging
+from tests.fixtures.switch import serving
 
 TMK = bytes.fromhex(demo.DEMO_TMK_HEX)
 POS = TerminalIdentity(terminal_id=demo.POS_TERMINALS[0], merchant_id=demo.MERCHANT_ID)
@@ -40,17 +41,8 @@ async def running_switch(database_url: str, var_dir: str) -> AsyncIterator[Ready
             "SWITCH_SWITCH_VAR_DIR": var_dir,
         },
     )
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        info: ReadyInfo = await nursery.start(
-            lambda task_status: run_switch(
-                config, demo=True, stop_event=stop, install_signal_handlers=False, task_status=task_status
-            )
-        )
-        try:
-            yield info
-        finally:
-            stop.set()
+    async with serving(config, demo=True) as info:
+        yield info
 
 
 @asynccontextmanager

@@ -6,7 +6,6 @@ In-process tests drive `run_switch` inside the test's trio run; process tests st
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +28,14 @@ import trio.testing
 
 from specs.demo_networks import NETWORKS
 from switch.adapters.terminal_server import ConnectionBoard, ListenerShare, TerminalServer
-from switch.app import GC_THRESHOLDS, ReadyInfo, run_switch
-from switch.config import Config, TerminalListenerConfig, load_config
+from switch.app import GC_THRESHOLDS
+from switch.config import TerminalListenerConfig, load_config
 from switch.iso.codec import Codec, Packet
 from switch.iso.headers import Tpdu
 from switch.iso.message import Message
 from switch.metrics import Metrics
 from tests.fixtures.pg import make_world_readable_tmpdir
+from tests.fixtures.switch import serving
 
 REPO = Path(__file__).resolve().parents[2]
 CODEC = Codec("terminal")
@@ -86,22 +85,8 @@ def plain_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture
 async def switch(database_url, tmp_path, lmk_env, monkeypatch):
-    async with _serving(_in_process_config(database_url, tmp_path, lmk_env, monkeypatch)) as info:
+    async with serving(_in_process_config(database_url, tmp_path, lmk_env, monkeypatch)) as info:
         yield info
-
-
-@contextlib.asynccontextmanager
-async def _serving(config: Config) -> AsyncIterator[ReadyInfo]:
-    """`run_switch` in this trio run, from ready until the block ends (then it drains and stops)."""
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        info: ReadyInfo = await nursery.start(
-            lambda task_status: run_switch(
-                config, stop_event=stop, install_signal_handlers=False, task_status=task_status
-            )
-        )
-        yield info
-        stop.set()
 
 
 def _in_process_config(database_url, tmp_path, lmk_env, monkeypatch):
@@ -144,7 +129,7 @@ async def test_collector_thresholds_are_raised_while_serving_and_restored_after(
     before = gc.get_threshold()
     assert before != GC_THRESHOLDS
     try:
-        async with _serving(config):
+        async with serving(config):
             assert gc.get_threshold() == GC_THRESHOLDS
         assert gc.get_threshold() == before
     finally:
