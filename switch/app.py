@@ -43,6 +43,7 @@ from switch.adapters.saf_worker import SafMetrics, SafWorker, SafWorkerSettings
 from switch.adapters.terminal_server import ListenerShare, TerminalServer
 from switch.cli.demo_seed import seed_demo
 from switch.config import Config, NetworkConfig
+from switch.domain.ledger_types import LedgerAccount
 from switch.domain.model import Pan
 from switch.domain.pan_vault import PanVault
 from switch.domain.saf import SafBackoff, SafPolicy
@@ -54,7 +55,7 @@ from switch.logs import get_logger
 from switch.metrics import Metrics
 from switch.pipeline.authorize import Authorizer, NetworkRequests
 from switch.pipeline.forward import Forwarder, ForwardingNetwork, settlement_accounts_for
-from switch.pipeline.issuer import IssuerNetwork, issuer_response_codes
+from switch.pipeline.issuer import IssuerNetwork, advice_suspense_account_id, issuer_response_codes
 from switch.pipeline.network_keys import NetworkKeys
 from switch.terminal_service import TerminalService
 
@@ -356,6 +357,10 @@ async def _start_links(
 ) -> None:
     """The issuer side's edge per network, then the SAF worker, the links and their key renewal."""
     for name, network in interbank.configs.items():
+        suspense = {currency: advice_suspense_account_id(name, currency) for currency in network.currencies}
+        await authorizer.ledger.create_accounts(
+            [LedgerAccount(account_id=account, currency=currency) for currency, account in suspense.items()]
+        )
         issuer = IssuerNetwork(
             name=name,
             keys=interbank.keys[name],
@@ -364,6 +369,7 @@ async def _start_links(
                 for (net, currency), account in interbank.forwarder.settlement_accounts.items()
                 if net == name
             },
+            suspense_accounts=suspense,
             respond=_network_responder(interbank.links[name].codec),
             response_codes=issuer_response_codes(network_tables(network.dialect).response_codes),
         )

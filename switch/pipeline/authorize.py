@@ -26,6 +26,7 @@ caller journals and logs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -72,6 +73,8 @@ from switch.pipeline.forward import Forwarder, ForwardRequest
 from switch.pipeline.issuer import (
     ISSUER_TRANSACTIONS,
     IssuerNetwork,
+    advice_suspense_card,
+    advice_suspense_reference,
     network_transfer_id,
     parse_network_original,
 )
@@ -805,12 +808,15 @@ class Authorizer:
         return await self.directory.card_by_pan(ctx.card_data.pan) is None
 
     async def _card_took_part(self, pan: Pan, transfer: Transfer) -> bool:
-        """Is one of the transfer's two accounts an account of the card with this PAN?"""
+        """Is one of the transfer's two accounts an account of the card with this PAN (or, for a network
+        advice booked to suspense, is it the card the advice is owed by)?"""
         card = await self.directory.card_by_pan(pan)
         if card is None:
             return False
         accounts = {account.account_id for account in card.accounts}
-        return transfer.debit_account_id in accounts or transfer.credit_account_id in accounts
+        if transfer.debit_account_id in accounts or transfer.credit_account_id in accounts:
+            return True
+        return advice_suspense_card(transfer.reference) == card.card_id
 
     async def _reverse_original(self, ctx: _Context, original_id: str) -> Outcome:
         """Cancel the ledger transfer `original_id` once; unknown or already reversed is acknowledged."""
@@ -1148,8 +1154,10 @@ class Authorizer:
 
     async def _network_advice(self, ctx: _Context) -> Outcome:
         """0220/0221: the network approved for us (its stand-in); booked once, without card rules (the
-        cardholder was served already). What the ledger refuses is answered with its code and logged:
-        the network holds the approval, so it needs an operator."""
+        cardholder was served already). An advice the cardholder's account cannot cover is booked to the
+        network's advice suspense account instead (we owe the network all the same; the cardholder owes
+        us), acknowledged, and logged for an operator. What the ledger refuses otherwise is answered with
+        its code and logged: the network holds the approval, so it needs an operator."""
         request, t = ctx.request, ctx.classified.type
         declined = await self._find_card(ctx)
         if declined is not None:
@@ -1183,6 +1191,29 @@ class Authorizer:
         (outcome,) = await self.ledger.create_transfers([transfer])
         if outcome in (TransferResult.OK, TransferResult.EXISTS):
             return self._finish(ctx, Result.APPROVED)
+        assert ctx.issuer is not None
+        suspense = ctx.issuer.suspense_accounts.get(currency)
+        if suspense is not None and t is not TransactionType.REFUND and outcome in _SUSPENSE_WORTHY:
+            # Same id as the cardholder's booking would have had: a repeat of the advice finds this one
+            # (the cardholder's try then says "different fields", and this one "exists"), and so does a
+            # reversal of it, which gives it back from suspense.
+            booked = dataclasses.replace(
+                transfer,
+                debit_account_id=suspense,
+                reference=advice_suspense_reference(ctx.rrn, card.card_id),
+            )
+            (outcome,) = await self.ledger.create_transfers([booked])
+            if outcome in (TransferResult.OK, TransferResult.EXISTS):
+                if outcome is TransferResult.OK:
+                    log.warning(
+                        "network advice booked to suspense",
+                        network=ctx.issuer.name,
+                        rrn=ctx.rrn,
+                        amount=ctx.amount,
+                        currency=currency,
+                        card_id=card.card_id,
+                    )
+                return self._finish(ctx, Result.APPROVED)
         result = _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION)
         log.error(
             "network advice not booked",
@@ -1206,6 +1237,10 @@ class NetworkRequests:
     async def system_failure(self, request: Message) -> Outcome:
         return await self.authorizer.network_system_failure(self.issuer, request)
 
+
+# A cardholder booking of an advice refused for one of these goes to the advice suspense account: the
+# account cannot take it, or (on a repeat) the id is taken, by that very suspense booking if all is well.
+_SUSPENSE_WORTHY = frozenset({TransferResult.EXCEEDS_CREDITS, TransferResult.EXISTS_WITH_DIFFERENT_FIELDS})
 
 _STATUS_RESULT = {
     CardStatus.LOST: Result.LOST_CARD,

@@ -15,6 +15,7 @@ No I/O: the keys are read through `NetworkKeys` (ports), everything else is comp
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -23,9 +24,13 @@ from switch.iso.message import Message
 from switch.pipeline.network_keys import NetworkKeys
 
 __all__ = [
+    "ADVICE_SUSPENSE_ACCOUNT_BASE",
     "ISSUER_TRANSACTIONS",
     "IssuerNetwork",
     "NetworkOriginal",
+    "advice_suspense_account_id",
+    "advice_suspense_card",
+    "advice_suspense_reference",
     "issuer_response_codes",
     "network_transfer_id",
     "parse_network_original",
@@ -36,6 +41,10 @@ __all__ = [
 ISSUER_TRANSACTIONS = frozenset({"purchase", "cashback", "refund", "withdrawal", "balance", "preauth"})
 
 _INSTITUTION_DIGITS = 11
+# Ledger ids of the advice suspense accounts (`network:<name>:<currency>:advice-suspense` in
+# docs/networks.md), derived from that name like the settlement accounts' (switch.pipeline.forward), in a
+# block of their own above those.
+ADVICE_SUSPENSE_ACCOUNT_BASE = 8_500_000_000_000_000_000
 # A result the network's table has no code for is answered with the nearest one it has; what is left
 # is a plain decline.
 _FALLBACK: Mapping[Result, Result] = {
@@ -70,6 +79,9 @@ class IssuerNetwork:
     name: str
     keys: NetworkKeys  # the ZPKs its PIN blocks are under (field 53 names the index)
     settlement_accounts: Mapping[int, int]  # currency -> the network's settlement account id
+    # currency -> the account an advice is booked to when the cardholder's account cannot take it
+    # (advice_suspense_account_id); without one for the currency, such an advice is refused.
+    suspense_accounts: Mapping[int, int] = field(default_factory=dict)
     # Builds the dialect's response to a request with a field 39 (the network codec's `response`).
     respond: Callable[[Message, str], Message]
     response_codes: Mapping[Result, str] = field(default_factory=dict)  # issuer_response_codes(table)
@@ -83,6 +95,32 @@ class IssuerNetwork:
         """The response to `request` with the network's code for `result`."""
         code = self.response_codes.get(result) or _PLAIN_DECLINE
         return self.respond(request, code)
+
+
+def advice_suspense_account_id(network: str, currency: int) -> int:
+    """The ledger id of the account where this network's advices in `currency` go that the cardholder's
+    account cannot take: what the cardholder owes the bank for an approval the network made for us."""
+    if not 1 <= currency <= 999:
+        raise ValueError("currency must be an ISO 4217 numeric code")
+    digest = int.from_bytes(hashlib.sha256(f"network:{network}:advice-suspense".encode()).digest()[:5], "big")
+    return ADVICE_SUSPENSE_ACCOUNT_BASE + digest * 1000 + currency
+
+
+_SUSPENSE_CARD = ":suspense:card:"
+
+
+def advice_suspense_reference(rrn: str, card_id: int) -> str:
+    """The reference of an advice booked to suspense: its RRN and the card it is owed by (the card's
+    internal id, not its PAN), which is how a reversal of the advice is matched to its card."""
+    return f"advice:rrn:{rrn}{_SUSPENSE_CARD}{card_id}"
+
+
+def advice_suspense_card(reference: str) -> int | None:
+    """The card id in the reference of an advice booked to suspense; None for any other reference."""
+    if not reference.startswith("advice:rrn:"):
+        return None
+    _, found, card_id = reference.rpartition(_SUSPENSE_CARD)
+    return int(card_id) if found and card_id.isdigit() else None
 
 
 def _institution(value: str) -> str:

@@ -34,6 +34,7 @@ from specs import demo
 from specs.demo_networks import NETWORKS, network
 from switch.cli.demo_seed import card_account_ids
 from switch.pipeline.forward import network_settlement_account_id
+from switch.pipeline.issuer import advice_suspense_account_id
 from tests.e2e.support import Switchd, Terminal, pos, sql, start_switchd, switchd_process
 from tests.fixtures.pg import PgServer
 from tests.integration.test_switchd import ProcessOutput, stop_process
@@ -240,6 +241,17 @@ async def settlement_debit_balance(switchd: Switchd, name: str, currency: int) -
         switchd.dsn,
         "SELECT debits_posted - credits_posted AS net FROM ledger_accounts WHERE id = $1",
         network_settlement_account_id(name, currency),
+    )
+    return int(rows[0]["net"]) if rows else 0
+
+
+async def suspense_debit_balance(switchd: Switchd, name: str, currency: int) -> int:
+    """Debits minus credits posted on the switch's advice suspense account for the network (advices booked
+    there because our cardholder's account could not take them)."""
+    rows = await sql(
+        switchd.dsn,
+        "SELECT debits_posted - credits_posted AS net FROM ledger_accounts WHERE id = $1",
+        advice_suspense_account_id(name, currency),
     )
     return int(rows[0]["net"]) if rows else 0
 

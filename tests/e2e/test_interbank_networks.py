@@ -27,6 +27,7 @@ from tests.e2e.interbank import (
     our_card,
     settlement_debit_balance,
     start_interbank,
+    suspense_debit_balance,
     terminal_for,
     wait_saf_drained,
     wait_until_linked,
@@ -289,6 +290,36 @@ async def test_network_reversal_for_our_card_gives_the_money_back(linked, name):
     assert await our_available(switchd, pan) == before
 
 
+@per_network
+async def test_network_advice_beyond_our_cardholders_funds_is_booked_to_suspense(linked, name):
+    """If a network advises an approval it made for our card beyond the card's funds (its stand-in), then
+    we acknowledge it with 00 and book it from the network's advice suspense account, the cardholder's
+    balance untouched; we owe the network its amount (our settlement account and netsim's position move
+    alike), and a reversal of the advice gives it back from suspense."""
+    switchd, netsims = linked
+    currency = currency_of(name)
+    pan = our_card(name, 36)
+    before = await our_available(switchd, pan)
+    owed_before = await settlement_debit_balance(switchd, name, currency)
+    position_before = await netsims[name].position(currency)
+    amount = before + 5000
+    [advice] = await netsims[name].originate(pan=pan, amount_minor=amount, mti="0220", pin=None)
+    assert advice["response_mti"].endswith("230") and advice["response_code"] == "00", advice
+    assert await our_available(switchd, pan) == before
+    assert await suspense_debit_balance(switchd, name, currency) == amount
+    owed = await settlement_debit_balance(switchd, name, currency) - owed_before
+    assert owed == -amount == await netsims[name].position(currency) - position_before
+    await wait_for_log(
+        switchd,
+        lambda e: e.get("event") == "network advice booked to suspense" and e.get("rrn") == advice["rrn"],
+    )
+    [reversal] = await netsims[name].originate(mti="0420", original_stan=advice["stan"])
+    assert reversal["response_code"] == "00", reversal
+    assert await suspense_debit_balance(switchd, name, currency) == 0
+    assert await settlement_debit_balance(switchd, name, currency) == owed_before
+    assert await our_available(switchd, pan) == before
+
+
 # -- the books ----------------------------------------------------------------------------------------------------
 
 
@@ -312,7 +343,7 @@ def test_no_card_data_in_switchd_log(interbank):
     switchd, _ = interbank
     assert_no_card_data_logged(switchd)
     text = "".join(switchd.output.lines)
-    brought = [our_card(name, index) for name in NETWORK_NAMES for index in range(31, 36)]
+    brought = [our_card(name, index) for name in NETWORK_NAMES for index in range(31, 37)]
     assert not [pan[:6] for pan in brought if pan in text]
 
 

@@ -18,7 +18,7 @@ from hsm.crypto.des import kcv_tdes, with_odd_parity
 from hsm.crypto.pinblock import encrypt_pin_block
 from hsm.keys import ZPK
 from specs import visa
-from switch.domain.ledger_types import LedgerAccount
+from switch.domain.ledger_types import LedgerAccount, Transfer, TransferKind, TransferResult
 from switch.domain.model import CardStatus
 from switch.domain.results import Result
 from switch.domain.translation import NetworkKeySet, NetworkProfile, ZoneKey, field53
@@ -28,16 +28,20 @@ from switch.logs import configure_logging
 from switch.pipeline.forward import network_settlement_account_id
 from switch.pipeline.issuer import (
     IssuerNetwork,
+    advice_suspense_account_id,
+    advice_suspense_card,
+    advice_suspense_reference,
     issuer_response_codes,
     network_transfer_id,
     parse_network_original,
 )
 from switch.pipeline.network_keys import NetworkKeys
 from tests.unit.pipeline.test_forward import MemoryKeyStore
-from tests.unit.pipeline.world import NOW, PAN, PIN, GatedPostings, World
+from tests.unit.pipeline.world import CARDHOLDER, FUNDING, NOW, PAN, PIN, GatedPostings, World
 
 VISA = Codec("visa")
 SETTLEMENT = network_settlement_account_id("visa", 840)
+SUSPENSE = advice_suspense_account_id("visa", 840)
 ZPK_CURRENT = with_odd_parity(bytes.fromhex("11223344556677888877665544332211"))
 ZPK_PREVIOUS = with_odd_parity(bytes.fromhex("0123456789ABCDEF0F1E2D3C4B5A6978"))
 GRACE_S = 300
@@ -46,7 +50,7 @@ GRACE_S = 300
 class IssuerRig:
     """The World's authorizer serving Visa's requests, with a current (index 7) and previous (6) ZPK."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, suspense: bool = True) -> None:
         self.world = World()
         self.store = MemoryKeyStore()
         self.store.keys["visa"] = NetworkKeySet(
@@ -65,6 +69,7 @@ class IssuerRig:
             name="visa",
             keys=self.keys,
             settlement_accounts={840: SETTLEMENT},
+            suspense_accounts={840: SUSPENSE} if suspense else {},
             respond=lambda request, code: VISA.response(request, response_code=code),
             response_codes=issuer_response_codes(visa.RESPONSE_CODES),
         )
@@ -80,7 +85,12 @@ class IssuerRig:
 
     async def open(self, amount: int = 100_000) -> None:
         await self.world.fund(amount)
-        await self.world.ledger.create_accounts([LedgerAccount(account_id=SETTLEMENT, currency=840)])
+        await self.world.ledger.create_accounts(
+            [
+                LedgerAccount(account_id=SETTLEMENT, currency=840),
+                LedgerAccount(account_id=SUSPENSE, currency=840),
+            ]
+        )
 
     def request(
         self,
@@ -143,6 +153,11 @@ class IssuerRig:
         b = (await self.world.ledger.balances([SETTLEMENT]))[SETTLEMENT]
         return b.credits_posted - b.debits_posted
 
+    async def suspense(self) -> int:
+        """Debits minus credits posted on Visa's advice suspense account (what cardholders owe us)."""
+        b = (await self.world.ledger.balances([SUSPENSE]))[SUSPENSE]
+        return b.debits_posted - b.credits_posted
+
 
 @pytest.fixture
 async def rig() -> IssuerRig:
@@ -177,6 +192,24 @@ def test_network_transfer_id_pads_the_acquirer_as_field_90_does():
         "visa", acquirer=original.acquirer, transmission=original.transmission, stan=original.stan
     )
     assert by_request == by_reversal
+
+
+def test_suspense_reference_names_its_card_and_no_other_reference_does():
+    """If a reference is an advice's suspense booking, then its card id is read back; else None."""
+    assert advice_suspense_card(advice_suspense_reference("632719001234", 42)) == 42
+    assert advice_suspense_card("advice:rrn:632719001234") is None
+    assert advice_suspense_card("rrn:632719001234:suspense:card:42") is None
+
+
+def test_suspense_accounts_are_apart_from_settlement_accounts():
+    """If the ids of a network's two accounts are derived, then they differ and stay within a bigint."""
+    for network in ("visa", "cups", "shetab"):
+        for currency in (1, 364, 840, 999):
+            suspense = advice_suspense_account_id(network, currency)
+            assert suspense != network_settlement_account_id(network, currency)
+            assert suspense < 2**63
+    with pytest.raises(ValueError):
+        advice_suspense_account_id("visa", 0)
 
 
 def test_malformed_field_90_is_none():
@@ -372,16 +405,76 @@ async def test_advice_is_booked_once(rig):
     assert await rig.settlement() == 800
 
 
-async def test_advice_the_ledger_refuses_is_answered_with_its_code(rig):
-    """If an advice exceeds the cardholder's funds, then it is not booked and its 0230 says 51."""
+async def test_advice_beyond_the_funds_is_booked_to_suspense_and_acknowledged(rig):
+    """If an advice exceeds the cardholder's funds, then it is acknowledged with 00 and booked from the
+    advice suspense account to Visa's settlement account; the cardholder's balance is not touched."""
+    response = await rig.send(rig.request(mti="0220", amount=200_000, pin=None))
+    assert response.mti == "0230" and response[39] == "00"
+    assert await rig.world.available() == 100_000
+    assert await rig.settlement() == 200_000
+    assert await rig.suspense() == 200_000
+
+
+async def test_repeat_of_an_advice_booked_to_suspense_books_nothing_more(rig):
+    """If the advice booked to suspense comes again as 0221, then it is acknowledged and booked once."""
+    advice = rig.request(mti="0220", amount=200_000, pin=None)
+    await rig.send(advice)
+    assert (await rig.send(advice.with_fields({}, mti="0221")))[39] == "00"
+    assert await rig.settlement() == 200_000 and await rig.suspense() == 200_000
+
+
+async def test_repeat_of_an_advice_booked_to_suspense_stays_there_when_funds_came_meanwhile(rig):
+    """If the cardholder's account could cover the advice by the time its 0221 comes, then the repeat still
+    changes nothing: the advice is booked once, in suspense."""
+    advice = rig.request(mti="0220", amount=150_000, pin=None)
+    await rig.send(advice)
+    top_up = Transfer(
+        transfer_id="top-up",
+        kind=TransferKind.POSTED,
+        debit_account_id=FUNDING,
+        credit_account_id=CARDHOLDER,
+        amount=100_000,
+        currency=840,
+    )
+    assert await rig.world.ledger.create_transfers([top_up]) == [TransferResult.OK]
+    assert (await rig.send(advice.with_fields({}, mti="0221")))[39] == "00"
+    assert await rig.world.available() == 200_000
+    assert await rig.settlement() == 150_000 and await rig.suspense() == 150_000
+
+
+async def test_reversal_of_an_advice_booked_to_suspense_gives_it_back_from_suspense(rig):
+    """If the network reverses an advice that went to suspense (field 2 the cardholder's PAN), then
+    suspense and settlement are back to nothing and the cardholder is untouched."""
+    advice = rig.request(mti="0220", amount=200_000, pin=None)
+    await rig.send(advice)
+    assert (await rig.send(rig.reversal(advice)))[39] == "00"
+    assert await rig.settlement() == 0 and await rig.suspense() == 0
+    assert await rig.world.available() == 100_000
+
+
+async def test_advice_beyond_the_funds_without_a_suspense_account_is_answered_with_its_code():
+    """If the network has no suspense account in the advice's currency, then an advice that exceeds the
+    cardholder's funds is not booked and its 0230 says 51."""
+    rig = IssuerRig(suspense=False)
+    await rig.open()
     response = await rig.send(rig.request(mti="0220", amount=200_000, pin=None))
     assert response[39] == "51"
     assert await rig.settlement() == 0
 
 
+async def test_advice_with_different_fields_under_a_taken_id_is_not_booked_to_suspense(rig):
+    """If an advice reuses the identity (32, 7, 11) of a booked one with another amount, then it is
+    refused as a duplicate and nothing more is booked, in suspense or anywhere."""
+    advice = rig.request(mti="0220", amount=800, pin=None)
+    await rig.send(advice)
+    other = advice.with_fields({4: f"{900:012d}"}, mti="0221")
+    assert (await rig.send(other))[39] != "00"
+    assert await rig.settlement() == 800 and await rig.suspense() == 0
+
+
 async def test_issuer_side_logs_no_card_data(rig):
-    """If requests, a reversal and a refused advice are served, then no log line holds the PAN, the track
-    or the PIN block."""
+    """If requests, a reversal, an advice booked to suspense and a refused advice are served, then no log
+    line holds the PAN, the track or the PIN block."""
     stream = io.StringIO()
     configure_logging("info", "json", stream)
     try:
@@ -389,11 +482,14 @@ async def test_issuer_side_logs_no_card_data(rig):
         await rig.send(original)
         await rig.send(rig.reversal(original))
         await rig.send(rig.request(mti="0220", amount=200_000, pin=None))
+        unbooked = IssuerRig(suspense=False)
+        await unbooked.open()
+        await unbooked.send(unbooked.request(mti="0220", amount=200_000, pin=None))
     finally:
         structlog.reset_defaults()
         logging.getLogger().handlers.clear()
     text = stream.getvalue()
-    assert "network advice not booked" in text
+    assert "network advice booked to suspense" in text and "network advice not booked" in text
     assert PAN not in text and original[52] not in text and original[35] not in text
 
 
