@@ -11,8 +11,9 @@ process accepts from that one socket, and a shared connection board (`Connection
 terminals evenly over them; a terminal's connection stays with one process. Each worker serves under its
 own node name (`<node>.w<i>`) and metrics port (`metrics.port + i`, or a free one when the port is 0).
 On SIGINT/SIGTERM the primary passes the signal on, every process drains, and the primary stops the
-database only after every worker has exited. A worker whose primary is gone (killed) drains and exits
-too: it watches a pipe that only the primary holds open.
+database only after every worker has exited. A worker that exits unexpectedly (a crash, a kill) is
+started again in its slot after a pause (`supervise`). A worker whose primary is gone (killed) drains
+and exits too: it watches a pipe that only the primary holds open.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ log = get_logger("switchd")
 
 # A worker drains within drain_timeout_s like any switchd; this much more is allowed for its exit.
 _WORKER_EXIT_MARGIN_S = 10.0
+# A worker that exits unexpectedly is started again after a pause: 1 s, doubled at each failure up to
+# 30 s, back to 1 s once a worker has run for a minute (a worker that cannot start does not spin).
+_RESTART_PAUSE_MIN_S = 1.0
+_RESTART_PAUSE_MAX_S = 30.0
+_RESTART_PAUSE_RESET_S = 60.0
 
 
 async def _watch_signals(
@@ -70,7 +76,11 @@ async def run_primary(config: Config, *, demo: bool) -> None:
     # Every process writes to the same stdout: each line says which one wrote it.
     structlog.contextvars.bind_contextvars(node=config.switch.node_name)
     stop = trio.Event()
-    workers: list[trio.Process] = []
+    workers: dict[int, trio.Process] = {}  # slot -> its process now (a restart replaces it)
+    # Held while a worker is being started, and by the stop once it has begun: no worker starts after the
+    # stop has looked at what runs, so every one it must wait for is in `workers`.
+    starting = trio.Lock()
+    stopping = False
     done = trio.Event()
     # Inherited by every worker, never written: when this process ends, however it ends, the workers
     # read end-of-file on it and stop.
@@ -78,17 +88,20 @@ async def run_primary(config: Config, *, demo: bool) -> None:
     board = ConnectionBoard.create(config.switch.workers)
 
     def pass_on(signum: int) -> None:
-        for worker in workers:
+        for worker in workers.values():
             if worker.returncode is None:
                 worker.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
 
     async def stop_workers() -> None:
-        """Before the database stops: every worker drained and gone."""
+        """Before the database stops: every worker drained and gone, and none restarted."""
+        nonlocal stopping
+        async with starting:
+            stopping = True
         pass_on(signal.SIGTERM)
         with trio.move_on_after(config.switch.drain_timeout_s + _WORKER_EXIT_MARGIN_S):
-            for worker in workers:
+            for worker in workers.values():
                 await worker.wait()
-        for index, worker in enumerate(workers, start=1):
+        for index, worker in sorted(workers.items()):
             if worker.returncode is None:
                 log.warning("worker did not stop in time; killing it", worker=index, pid=worker.pid)
                 worker.kill()
@@ -113,36 +126,67 @@ async def run_primary(config: Config, *, demo: bool) -> None:
         finally:
             done.set()
 
+    async def launch(index: int, info: ReadyInfo) -> trio.Process | None:
+        """Start the worker of slot `index`, unless the stop has begun."""
+        assert info.terminal_address is not None and board.fd is not None
+        command = [
+            sys.executable,
+            "-m",
+            "switch.cli.switchd",
+            "run",
+            "--worker-life-fd",
+            str(life_read),
+            "--worker-slot",
+            str(index),
+            "--worker-board-fd",
+            str(board.fd),
+        ]
+        for fd in info.terminal_fds:
+            command += ["--worker-listen-fd", str(fd)]
+        if demo:
+            command.append("--demo")
+        async with starting:
+            if stopping or stop.is_set():
+                return None
+            worker = await trio.lowlevel.open_process(
+                command,
+                env=_worker_env(config, info, index),
+                pass_fds=(life_read, board.fd, *info.terminal_fds),
+            )
+            workers[index] = worker
+        log.info("worker started", worker=index, pid=worker.pid)
+        return worker
+
+    async def supervise(index: int, info: ReadyInfo) -> None:
+        """Keep slot `index` served: start its worker, and start it again (after a pause that grows
+        while it keeps failing) whenever it exits unless switchd is stopping."""
+        pause_s = _RESTART_PAUSE_MIN_S
+        while (worker := await launch(index, info)) is not None:
+            started_at = trio.current_time()
+            code = await worker.wait()
+            board.stop_accepting(index)  # however it ended: the others must not leave connections to it
+            if stopping or stop.is_set():
+                return
+            if trio.current_time() - started_at >= _RESTART_PAUSE_RESET_S:
+                pause_s = _RESTART_PAUSE_MIN_S  # it had been running well: this is a new failure
+            log.error(
+                "worker exited unexpectedly; restarting it",
+                worker=index,
+                pid=worker.pid,
+                exit_code=code,
+                restart_in_s=pause_s,
+            )
+            with trio.move_on_after(pause_s):
+                await stop.wait()
+            pause_s = min(pause_s * 2, _RESTART_PAUSE_MAX_S)
+
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(_watch_signals, stop, pass_on)
             info: ReadyInfo | None = await nursery.start(primary)
-            for index in range(1, config.switch.workers if info is not None else 1):
-                assert info is not None and board.fd is not None
-                command = [
-                    sys.executable,
-                    "-m",
-                    "switch.cli.switchd",
-                    "run",
-                    "--worker-life-fd",
-                    str(life_read),
-                    "--worker-slot",
-                    str(index),
-                    "--worker-board-fd",
-                    str(board.fd),
-                ]
-                for fd in info.terminal_fds:
-                    command += ["--worker-listen-fd", str(fd)]
-                if demo:
-                    command.append("--demo")
-                worker = await trio.lowlevel.open_process(
-                    command,
-                    env=_worker_env(config, info, index),
-                    pass_fds=(life_read, board.fd, *info.terminal_fds),
-                )
-                workers.append(worker)
-                log.info("worker started", worker=index, pid=worker.pid)
-                nursery.start_soon(_report_exit, worker, index, stop, board)
+            if info is not None:
+                for index in range(1, config.switch.workers):
+                    nursery.start_soon(supervise, index, info)
             await done.wait()
             nursery.cancel_scope.cancel()
     finally:
@@ -162,17 +206,6 @@ class _Ready:
     def started(self, value: ReadyInfo | None = None) -> None:
         self.reported = True
         self._status.started(value)
-
-
-async def _report_exit(worker: trio.Process, index: int, stop: trio.Event, board: ConnectionBoard) -> None:
-    code = await worker.wait()
-    board.stop_accepting(index)  # however it ended: the others must not leave connections to it
-    if not stop.is_set():
-        # Not restarted: the others keep serving the port; a supervisor above switchd (systemd, say)
-        # restarts the whole set if the operator wants it back.
-        log.error(
-            "worker exited unexpectedly; the other processes keep serving", worker=index, exit_code=code
-        )
 
 
 @dataclass(frozen=True)

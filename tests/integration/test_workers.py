@@ -131,6 +131,38 @@ def test_two_workers_share_the_port_and_stop_together():
     )
 
 
+def test_a_killed_worker_is_started_again_and_serves_its_share():
+    """If a worker is killed, then the primary logs it, starts a new worker in its slot after a pause, the
+    new one takes its share of the terminals again, and SIGTERM still stops everything."""
+    var = make_world_readable_tmpdir("cardswitch-test-workers-")
+    proc, output = _start(str(var))
+    try:
+        primary, worker = _ready_lines(output, 2, 60)
+        port = int(str(primary["terminal"]).rsplit(":", 1)[1])
+        os.kill(int(str(worker["pid"])), signal.SIGKILL)
+        third = _ready_lines(output, 3, 60)[2]
+        assert third["node"] == "switch-1.w1" and third["pid"] != worker["pid"]
+        assert trio.run(_echo_held, port, 12) == ["00"] * 12
+        assert _connections_by_node(output, 12) == {"switch-1": 6, "switch-1.w1": 6}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        stop_process(proc, output)
+    restarts = [
+        json.loads(line)
+        for line in output.lines
+        if line.startswith("{") and "worker exited unexpectedly; restarting it" in line
+    ]
+    assert len(restarts) == 1 and restarts[0]["exit_code"] == -signal.SIGKILL
+    assert restarts[0]["pid"] == worker["pid"] and restarts[0]["restart_in_s"] == 1.0
+    assert "worker stopped" in output.events()
+    assert not postgres_running_for(var / "pgdata")
+    subprocess.run(
+        [sys.executable, "-c", "import shutil,sys; shutil.rmtree(sys.argv[1], ignore_errors=True)", str(var)],
+        check=False,
+    )
+
+
 def test_a_worker_stops_when_its_primary_is_killed():
     """If the primary is killed outright, then its worker notices the closed pipe, drains and exits 0."""
     var = make_world_readable_tmpdir("cardswitch-test-workers-")
