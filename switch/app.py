@@ -32,6 +32,7 @@ from switch.adapters.hsm import ClientHsm, open_hsm
 from switch.adapters.network_link import LateResponse, NetworkLink
 from switch.adapters.postgres.db import Database, DatabaseSettings
 from switch.adapters.postgres.directory import PgDirectory, VaultKeyStore
+from switch.adapters.postgres.dukpt import PgKsnCounters
 from switch.adapters.postgres.embedded import EmbeddedPostgres
 from switch.adapters.postgres.journal import PgJournal
 from switch.adapters.postgres.ledger import PgLedger
@@ -201,6 +202,7 @@ async def _start_core(
         encode=codec.encode_message,
         routes=interbank.routes if interbank is not None else None,
         forwarder=interbank.forwarder if interbank is not None else None,
+        ksn_counters=PgKsnCounters(db),
     )
     service = TerminalService(
         authorizer=authorizer,

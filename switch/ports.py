@@ -30,6 +30,7 @@ __all__ = [
     "Ibm3624Offset",
     "ImportedKey",
     "Journal",
+    "KsnCounters",
     "Ledger",
     "Network",
     "NetworkExchange",
@@ -52,6 +53,14 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """Aware UTC datetime."""
         ...
+
+
+class KsnCounters(Protocol):
+    """The DUKPT transaction counters each PIN pad has used (switch.domain.dukpt, `KsnReplayGuard`'s
+    rules). `use` is True, and the counter remembered, when `counter` is new for `pin_pad` and not too far
+    behind its highest, or when the same request (its retransmission) uses it again; False is a replay."""
+
+    async def use(self, pin_pad: str, counter: int, request_identity: str) -> bool: ...
 
 
 class Ledger(Protocol):

@@ -25,9 +25,11 @@ from switch.domain.model import DukptPinPad
 __all__ = [
     "COUNTER_MAX",
     "DEVICE_ID_MAX",
+    "REPLAY_WINDOW",
     "SECURITY_FORMAT_DUKPT",
     "KsnProblem",
     "KsnReplayGuard",
+    "MemoryKsnCounters",
     "format_field53",
     "ksn_for_request",
     "parse_field53",
@@ -41,6 +43,8 @@ COUNTER_MAX = (1 << COUNTER_BITS) - 1
 # X9.24-1 originators never use a counter with more than 10 one-bits (they skip to the next valid one).
 COUNTER_ONE_BITS_MAX = 10
 _FIELD53_LENGTH = 16
+# How far below a PIN pad's highest counter a new one may still come (requests in flight out of order).
+REPLAY_WINDOW = 64
 
 
 class KsnProblem(enum.Enum):
@@ -79,6 +83,11 @@ class Ksn:
     counter: int
 
     @property
+    def pin_pad(self) -> str:
+        """The PIN pad this KSN is of (key set id and device id): what its counters are kept under."""
+        return f"{self.key_set_id}:{self.device_id}"
+
+    @property
     def hex(self) -> str:
         """The 20-hex-digit KSN as the HSM takes it."""
         low = (self.device_id << COUNTER_BITS) | self.counter
@@ -104,34 +113,36 @@ class _Seen:
 
 
 class KsnReplayGuard:
-    """Refuses a transaction counter a terminal already used, or one too far behind its highest.
+    """Refuses a transaction counter a PIN pad already used, or one too far behind its highest.
 
-    Per terminal it keeps the highest counter seen and the last `window` counters (like IPsec's
+    Per PIN pad (`Ksn.pin_pad`) it keeps the highest counter seen and the last `window` counters (like IPsec's
     anti-replay window, RFC 4303 3.4.3): requests in flight on one connection may reach the PIN check out
     of order, and DUKPT counters skip values, so "strictly increasing" would refuse honest traffic. A
     counter seen again with the same request identity (terminal, time, STAN) is that request's
     retransmission and passes; the pipeline answers it as the original.
 
     In memory, per process: a restarted switchd, or another switchd sharing the database, does not know
-    the counters seen before (a persistent high-water mark would cost a database write per PIN).
+    the counters seen before. switchd keeps them in PostgreSQL by the same rules
+    (switch/adapters/postgres/dukpt.py); this is the reference those rules are tested against, and the
+    in-memory `KsnCounters` (`MemoryKsnCounters`) of code that runs without a database.
     """
 
-    def __init__(self, *, window: int = 64, terminals_max: int = 100_000) -> None:
+    def __init__(self, *, window: int = REPLAY_WINDOW, terminals_max: int = 100_000) -> None:
         if window < 1:
             raise ValueError("window must be positive")
         self._window = window
         self._terminals_max = terminals_max
         self._seen: dict[str, _Seen] = {}
 
-    def accept(self, terminal_id: str, counter: int, request_identity: str) -> bool:
-        """True (and the counter remembered) when this counter is new for the terminal, or the same request."""
-        seen = self._seen.get(terminal_id)
+    def accept(self, pin_pad: str, counter: int, request_identity: str) -> bool:
+        """True (and the counter remembered) when this counter is new for the PIN pad, or the same request."""
+        seen = self._seen.get(pin_pad)
         if seen is None:
             if len(self._seen) >= self._terminals_max:
                 # Only configured DUKPT terminals get here, so this is a guard against a misconfiguration,
                 # not a path an attacker controls.
                 self._seen.clear()
-            self._seen[terminal_id] = _Seen(highest=counter, recent={counter: request_identity})
+            self._seen[pin_pad] = _Seen(highest=counter, recent={counter: request_identity})
             return True
         used_by = seen.recent.get(counter)
         if used_by is not None:
@@ -145,3 +156,13 @@ class KsnReplayGuard:
             for old in [c for c in seen.recent if c <= floor]:
                 del seen.recent[old]
         return True
+
+
+class MemoryKsnCounters:
+    """`KsnCounters` (switch.ports) in this process's memory: a `KsnReplayGuard` per PIN pad."""
+
+    def __init__(self, *, window: int = REPLAY_WINDOW) -> None:
+        self._guard = KsnReplayGuard(window=window)
+
+    async def use(self, pin_pad: str, counter: int, request_identity: str) -> bool:
+        return self._guard.accept(pin_pad, counter, request_identity)

@@ -36,7 +36,7 @@ from typing import Protocol
 
 import trio
 
-from switch.domain.dukpt import KsnProblem, KsnReplayGuard, ksn_for_request, parse_field53
+from switch.domain.dukpt import KsnProblem, MemoryKsnCounters, ksn_for_request, parse_field53
 from switch.domain.ledger_types import (
     Transfer,
     TransferKind,
@@ -84,6 +84,7 @@ from switch.ports import (
     DukptPinKey,
     Hsm,
     Ibm3624Offset,
+    KsnCounters,
     Ledger,
     PinKey,
     PinVerification,
@@ -257,6 +258,7 @@ class Authorizer:
         encode: Callable[[Message], bytes],
         routes: Routes | None = None,
         forwarder: Forwarder | None = None,
+        ksn_counters: KsnCounters | None = None,
     ) -> None:
         if (routes is None) != (forwarder is None):
             raise ValueError("forwarding needs both the routing table and the forwarder")
@@ -276,8 +278,9 @@ class Authorizer:
         # ledger identity (own_id) of a request being answered -> set when it has been: a reversal naming
         # it meanwhile waits for it, instead of finding nothing in the ledger yet and acknowledging.
         self._deciding: dict[str, trio.Event] = {}
-        # DUKPT transaction counters each terminal has used (replays are refused).
-        self._ksn_guard = KsnReplayGuard()
+        # DUKPT transaction counters each PIN pad has used (replays are refused): switchd's are in the
+        # database, shared by its processes and kept across restarts; without one, this process's memory.
+        self.ksn_counters: KsnCounters = ksn_counters if ksn_counters is not None else MemoryKsnCounters()
 
     # -- entry ---------------------------------------------------------------------------------------
 
@@ -545,7 +548,7 @@ class Authorizer:
                 value=card.pin_verification_value,
             )
         else:
-            key = self._pin_key(ctx)
+            key = await self._pin_key(ctx)
             if isinstance(key, Result):
                 return key  # refused before the HSM, and never counted as a wrong PIN
             ctx.pin_key = key
@@ -578,7 +581,7 @@ class Authorizer:
         key = await issuer.keys.receiving_key(index)
         return key.under_lmk if key is not None else Result.SECURITY_VIOLATION
 
-    def _pin_key(self, ctx: _Context) -> PinKey | Result:
+    async def _pin_key(self, ctx: _Context) -> PinKey | Result:
         """The key the terminal's PIN blocks are under: its TPK, or the DUKPT key of the KSN in field 53.
 
         A KSN of another PIN pad, a replayed counter, or a DUKPT field 53 from a terminal set up for a TPK
@@ -596,7 +599,7 @@ class Authorizer:
             return Result.FORMAT_ERROR
         if isinstance(ksn, KsnProblem):
             return Result.SECURITY_VIOLATION
-        if not self._ksn_guard.accept(terminal.terminal_id, ksn.counter, _transfer_id(ctx.request)):
+        if not await self.ksn_counters.use(ksn.pin_pad, ksn.counter, _transfer_id(ctx.request)):
             return Result.SECURITY_VIOLATION
         return DukptPinKey(bdk=terminal.dukpt.bdk_under_lmk, ksn=ksn.hex)
 
@@ -963,7 +966,7 @@ class Authorizer:
             return self._finish(ctx, Result.NO_SUCH_ISSUER)
         pin_key: PinKey | None = None
         if request.get(52) is not None:
-            key = self._pin_key(ctx)
+            key = await self._pin_key(ctx)
             if isinstance(key, Result):
                 return self._finish(ctx, key)
             pin_key = ctx.pin_key = key

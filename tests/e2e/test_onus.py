@@ -17,7 +17,7 @@ import pytest
 import structlog
 import trio
 
-from simulators.messages import TerminalIdentity, TransactionRequest, TxnType, demo_card
+from simulators.messages import DukptPinPad, TerminalIdentity, TransactionRequest, TxnType, demo_card
 from simulators.terminal import TerminalClient, open_terminal
 from specs import demo
 from switch.app import ReadyInfo
@@ -28,6 +28,8 @@ from tests.fixtures.switch import serving
 TMK = bytes.fromhex(demo.DEMO_TMK_HEX)
 POS = TerminalIdentity(terminal_id=demo.POS_TERMINALS[0], merchant_id=demo.MERCHANT_ID)
 ATM = TerminalIdentity(terminal_id=demo.ATM_TERMINALS[0], merchant_id=demo.ATM_MERCHANT_ID)
+DKPOS = TerminalIdentity(terminal_id="DKPOS001", merchant_id=demo.MERCHANT_ID)
+BDK = bytes.fromhex(demo.DEMO_BDK_HEX)
 
 
 @asynccontextmanager
@@ -46,10 +48,14 @@ async def running_switch(database_url: str, var_dir: str) -> AsyncIterator[Ready
 
 
 @asynccontextmanager
-async def terminal(info: ReadyInfo, identity: TerminalIdentity = POS) -> AsyncIterator[TerminalClient]:
+async def terminal(
+    info: ReadyInfo, identity: TerminalIdentity = POS, pin_pad: DukptPinPad | None = None
+) -> AsyncIterator[TerminalClient]:
     assert info.terminal_address is not None
     host, port = info.terminal_address.rsplit(":", 1)
-    async with open_terminal(host, int(port), identity=identity, tmk=TMK, timeout_s=10) as client:
+    async with open_terminal(
+        host, int(port), identity=identity, tmk=TMK, timeout_s=10, pin_pad=pin_pad
+    ) as client:
         assert (await client.sign_on()).approved
         assert (await client.key_exchange()).approved
         yield client
@@ -162,6 +168,22 @@ async def test_purchase_survives_a_restart_before_its_reversal(database_url, tmp
         assert (await pos.transact(reversal, card)).response_code == "00"
         after = await pos.transact(TransactionRequest(TxnType.BALANCE, pin=demo.DEMO_PIN), card)
     assert before.balances == after.balances
+
+
+async def test_dukpt_counter_used_before_a_restart_is_refused_after_it(database_url, tmp_path, log_output):
+    """If a DUKPT PIN pad's counter was used before switchd restarted, then after the restart the same
+    counter from a PIN pad that lost its state is refused with 63 (the counters are in the database), and
+    the pad that goes on from where it was is served."""
+    card = demo_card(demo.demo_pan(demo.DEBIT_BIN, 12))
+    initial = bytes.fromhex(demo.dukpt_initial_ksn(demo.DUKPT_TERMINALS[DKPOS.terminal_id][1]))
+    pad = DukptPinPad(bdk=BDK, initial_ksn=initial)
+    async with running_switch(database_url, str(tmp_path)) as info, terminal(info, DKPOS, pad) as pos:
+        assert (await pos.transact(purchase(100), card)).response_code == "00"
+    async with running_switch(database_url, str(tmp_path)) as info:
+        async with terminal(info, DKPOS, DukptPinPad(bdk=BDK, initial_ksn=initial)) as pos:
+            assert (await pos.transact(purchase(100), card)).response_code == "63"
+        async with terminal(info, DKPOS, DukptPinPad(bdk=BDK, initial_ksn=initial, counter=1)) as pos:
+            assert (await pos.transact(purchase(100), card)).response_code == "00"
 
 
 async def test_no_card_data_in_any_log_line(switch, log_output):
