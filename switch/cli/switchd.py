@@ -13,16 +13,10 @@ from switch.cli.common import load_config_or_exit
 from switch.config import describe
 from switch.logs import configure_logging, get_logger
 
-GIL_SWITCH_INTERVAL_S = 0.0005
-
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config, demo=args.demo)
     configure_logging(config.log.level, config.log.format)
-    # The database driver runs on its own asyncio thread (switch/adapters/postgres/bridge.py). With the
-    # default 5 ms GIL switch interval, every step of a query on that thread can wait up to 5 ms for a
-    # busy trio thread to let go, several times per round trip; 0.5 ms keeps those waits short.
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         trio.run(workers.start(config, demo=args.demo, place=_worker_place(args)))
     except KeyboardInterrupt:
