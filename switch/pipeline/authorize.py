@@ -73,10 +73,12 @@ from switch.pipeline.forward import Forwarder, ForwardRequest
 from switch.pipeline.issuer import (
     ISSUER_TRANSACTIONS,
     IssuerNetwork,
+    advice_recovery_id,
     advice_suspense_card,
     advice_suspense_reference,
     network_transfer_id,
     parse_network_original,
+    recovery_account,
 )
 from switch.ports import (
     CardDirectory,
@@ -841,6 +843,7 @@ class Authorizer:
         ctx.currency = first.currency
         ctx.transfer_id = f"rev:{original_id}"
         actual = parse_replacement_amount(request.get(95))
+        paid_back: list[Transfer] = []
         if first.kind is TransferKind.PENDING:
             if actual is not None and actual > 0:
                 # A partial reversal of a pre-authorization: the merchant still means to complete it for
@@ -855,7 +858,20 @@ class Authorizer:
             if amount <= 0:
                 return self._finish(ctx, Result.APPROVED)  # everything was dispensed: nothing to give back
             transfer = give_back(ctx.transfer_id, first, amount)
-        (outcome,) = await self.ledger.create_transfers([transfer])
+            paid_back = await self._recovery_given_back(ctx, first, amount)
+        outcome, *others = await self.ledger.create_transfers([transfer, *paid_back])
+        for extra, extra_outcome in zip(paid_back, others, strict=True):
+            if extra_outcome not in (
+                TransferResult.OK,
+                TransferResult.EXISTS,
+                TransferResult.REVERSED_NOT_FOUND,
+            ):
+                log.error(
+                    "advice recovery not given back",
+                    original=original_id,
+                    transfer=extra.transfer_id,
+                    ledger_result=extra_outcome.value,
+                )
         if outcome in (
             TransferResult.OK,
             TransferResult.EXISTS,
@@ -872,6 +888,36 @@ class Authorizer:
         ):
             return self._finish(ctx, Result.APPROVED)  # nothing left to reverse
         return self._finish(ctx, _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION))
+
+    async def _recovery_given_back(self, ctx: _Context, first: Transfer, amount: int) -> list[Transfer]:
+        """With the reversal of a network advice booked to suspense, what the cardholder paid of it
+        (`switchctl suspense recover`) goes back to the cardholder too: the reversal of that payment, in the
+        same batch. When no payment is found the batch still carries the reversal of the payment as it would
+        be made: should one be committed between this look and the batch (the batch waits for it, by the
+        advisory lock on the reversal's id that the payment takes too), it is given back; if none comes, the
+        ledger refuses it as naming nothing. A repeat of the reversal gives nothing back again."""
+        if advice_suspense_card(first.reference) is None:
+            return []
+        recovery_id = advice_recovery_id(first.transfer_id)
+        reversal_id = f"rev:{first.transfer_id}"
+        found = await self.ledger.lookup_transfers([recovery_id, reversal_id])
+        if reversal_id in found:
+            return []  # a repeat: the first reversal settled it
+        recovery = found.get(recovery_id)
+        if recovery is None:
+            card = await self.directory.card_by_pan(ctx.card_data.pan) if ctx.card_data is not None else None
+            account = recovery_account(card, first.currency) if card is not None else None
+            if account is None:
+                return []
+            recovery = Transfer(
+                transfer_id=recovery_id,
+                kind=TransferKind.POSTED,
+                debit_account_id=account.account_id,
+                credit_account_id=first.debit_account_id,
+                amount=first.amount,
+                currency=first.currency,
+            )
+        return [give_back(f"rev:{recovery_id}", recovery, min(amount, recovery.amount))]
 
     # -- responses -----------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from switch.domain.model import Account, Card
 from switch.domain.results import Result
 from switch.iso.message import Message
 from switch.pipeline.network_keys import NetworkKeys
@@ -28,12 +29,14 @@ __all__ = [
     "ISSUER_TRANSACTIONS",
     "IssuerNetwork",
     "NetworkOriginal",
+    "advice_recovery_id",
     "advice_suspense_account_id",
     "advice_suspense_card",
     "advice_suspense_reference",
     "issuer_response_codes",
     "network_transfer_id",
     "parse_network_original",
+    "recovery_account",
 ]
 
 # What a network may ask of us as issuer (the acquirer side forwards the same set). Transfers, PIN
@@ -121,6 +124,18 @@ def advice_suspense_card(reference: str) -> int | None:
         return None
     _, found, card_id = reference.rpartition(_SUSPENSE_CARD)
     return int(card_id) if found and card_id.isdigit() else None
+
+
+def advice_recovery_id(advice_id: str) -> str:
+    """The ledger id of the cardholder's payment of an advice booked to suspense (`switchctl suspense
+    recover`): from the card's recovery account to the suspense account, once."""
+    return f"recover:{advice_id}"
+
+
+def recovery_account(card: Card, currency: int) -> Account | None:
+    """The account of the card that pays an advice booked to suspense: its first in the advice's currency
+    (in the card's own order, as the directory lists them and `switchctl suspense recover` picks it)."""
+    return next((account for account in card.accounts if account.currency == currency), None)
 
 
 def _institution(value: str) -> str:

@@ -7,6 +7,7 @@ so the tests do not depend on each other's order; the position test compares the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ import trio
 from simulators.messages import Original, TransactionRequest, TxnType, demo_card
 from specs import demo
 from specs.demo_networks import NETWORK_SPECIAL_CARDS
+from switch.cli.switchctl import main as switchctl_main
 from tests.e2e.interbank import (
     NETWORK_NAMES,
     Books,
@@ -38,6 +40,7 @@ from tests.e2e.support import (
     connect,
     log_events,
     metrics_text,
+    switchctl_runner,
     wait_for_log,
 )
 from tests.fixtures.pg import PgServer
@@ -291,7 +294,9 @@ async def test_network_reversal_for_our_card_gives_the_money_back(linked, name):
 
 
 @per_network
-async def test_network_advice_beyond_our_cardholders_funds_is_booked_to_suspense(linked, name):
+async def test_network_advice_beyond_our_cardholders_funds_is_booked_to_suspense(
+    linked, name, monkeypatch, capsys, tmp_path
+):
     """If a network advises an approval it made for our card beyond the card's funds (its stand-in), then
     we acknowledge it with 00 and book it from the network's advice suspense account, the cardholder's
     balance untouched; we owe the network its amount (our settlement account and netsim's position move
@@ -318,6 +323,54 @@ async def test_network_advice_beyond_our_cardholders_funds_is_booked_to_suspense
     assert await suspense_debit_balance(switchd, name, currency) == 0
     assert await settlement_debit_balance(switchd, name, currency) == owed_before
     assert await our_available(switchd, pan) == before
+    switchctl = switchctl_runner(switchd, monkeypatch, capsys, tmp_path)
+    listed = [
+        json.loads(line) for line in (await switchctl("suspense", "list", "--all", "--json")).splitlines()
+    ]
+    [item] = [i for i in listed if i["rrn"] == advice["rrn"]]
+    assert (item["owed"], item["reversed"], item["recovered"]) == (0, amount, 0)
+    nothing = await trio.to_thread.run_sync(switchctl_main, ["suspense", "recover", item["advice_id"]])
+    assert nothing == 1 and "nothing owed" in capsys.readouterr().err
+
+
+@per_network
+async def test_advice_in_suspense_is_recovered_by_switchctl_and_its_reversal_pays_the_cardholder_back(
+    linked, name, monkeypatch, capsys, tmp_path
+):
+    """If an advice booked to suspense is listed by `switchctl suspense list`, then `recover` is refused
+    while the cardholder's account cannot pay it, takes it once it can (the suspense account is square),
+    and the network's later reversal of the advice gives the cardholder the payment back."""
+    switchd, netsims = linked
+    currency = currency_of(name)
+    pan = our_card(name, 37)
+    before = await our_available(switchd, pan)
+    amount = before + 5000
+    [advice] = await netsims[name].originate(pan=pan, amount_minor=amount, mti="0220", pin=None)
+    assert advice["response_code"] == "00", advice
+    switchctl = switchctl_runner(switchd, monkeypatch, capsys, tmp_path)
+    [item] = [
+        json.loads(line)
+        for line in (await switchctl("suspense", "list", "--json")).splitlines()
+        if json.loads(line)["rrn"] == advice["rrn"]
+    ]
+    assert item["owed"] == amount and item["network"] == name and item["card"] == f"{pan[:6]}******{pan[-4:]}"
+    refused = await trio.to_thread.run_sync(switchctl_main, ["suspense", "recover", item["advice_id"]])
+    assert refused == 1 and "cannot cover it yet" in capsys.readouterr().err
+    [refund] = await netsims[name].originate(pan=pan, amount_minor=6000, type="refund", pin=None)
+    assert refund["response_code"] == "00", refund
+    assert "recovered" in await switchctl("suspense", "recover", item["advice_id"])
+    again = await trio.to_thread.run_sync(switchctl_main, ["suspense", "recover", item["advice_id"]])
+    assert again == 1 and "already recovered" in capsys.readouterr().err
+    unknown = await trio.to_thread.run_sync(switchctl_main, ["suspense", "recover", "iss:nope:0:0:0"])
+    assert unknown == 1 and "no advice booked to suspense" in capsys.readouterr().err
+    assert await our_available(switchd, pan) == before + 6000 - amount
+    assert await suspense_debit_balance(switchd, name, currency) == 0
+    assert advice["rrn"] not in await switchctl("suspense", "list")
+    [reversal] = await netsims[name].originate(mti="0420", original_stan=advice["stan"])
+    assert reversal["response_code"] == "00", reversal
+    assert await our_available(switchd, pan) == before + 6000
+    assert await suspense_debit_balance(switchd, name, currency) == 0
+    assert advice["rrn"] in await switchctl("suspense", "list", "--all")
 
 
 # -- the books ----------------------------------------------------------------------------------------------------
@@ -343,7 +396,7 @@ def test_no_card_data_in_switchd_log(interbank):
     switchd, _ = interbank
     assert_no_card_data_logged(switchd)
     text = "".join(switchd.output.lines)
-    brought = [our_card(name, index) for name in NETWORK_NAMES for index in range(31, 37)]
+    brought = [our_card(name, index) for name in NETWORK_NAMES for index in range(31, 38)]
     assert not [pan[:6] for pan in brought if pan in text]
 
 

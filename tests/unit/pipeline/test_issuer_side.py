@@ -28,6 +28,7 @@ from switch.logs import configure_logging
 from switch.pipeline.forward import network_settlement_account_id
 from switch.pipeline.issuer import (
     IssuerNetwork,
+    advice_recovery_id,
     advice_suspense_account_id,
     advice_suspense_card,
     advice_suspense_reference,
@@ -37,7 +38,7 @@ from switch.pipeline.issuer import (
 )
 from switch.pipeline.network_keys import NetworkKeys
 from tests.unit.pipeline.test_forward import MemoryKeyStore
-from tests.unit.pipeline.world import CARDHOLDER, FUNDING, NOW, PAN, PIN, GatedPostings, World
+from tests.unit.pipeline.world import CARDHOLDER, FUNDING, NOW, PAN, PIN, GatedPostings, ModelLedger, World
 
 VISA = Codec("visa")
 SETTLEMENT = network_settlement_account_id("visa", 840)
@@ -450,6 +451,71 @@ async def test_reversal_of_an_advice_booked_to_suspense_gives_it_back_from_suspe
     assert (await rig.send(rig.reversal(advice)))[39] == "00"
     assert await rig.settlement() == 0 and await rig.suspense() == 0
     assert await rig.world.available() == 100_000
+
+
+async def _book_to_suspense_and_recover(rig: IssuerRig, amount: int = 150_000) -> Message:
+    """An advice of `amount` booked to suspense, then funds, then the cardholder's payment of it (as
+    `switchctl suspense recover` posts it)."""
+    advice = rig.request(mti="0220", amount=amount, pin=None)
+    await rig.send(advice)
+    top_up = Transfer(
+        transfer_id="top-up",
+        kind=TransferKind.POSTED,
+        debit_account_id=FUNDING,
+        credit_account_id=CARDHOLDER,
+        amount=amount,
+        currency=840,
+    )
+    advice_id = network_transfer_id("visa", acquirer="400001", transmission=advice[7], stan=advice[11])
+    payment = Transfer(
+        transfer_id=advice_recovery_id(advice_id),
+        kind=TransferKind.POSTED,
+        debit_account_id=CARDHOLDER,
+        credit_account_id=SUSPENSE,
+        amount=amount,
+        currency=840,
+    )
+    assert await rig.world.ledger.create_transfers([top_up, payment]) == [TransferResult.OK] * 2
+    assert await rig.suspense() == 0 and await rig.world.available() == 100_000
+    return advice
+
+
+async def test_reversal_of_an_advice_the_cardholder_paid_gives_the_payment_back(rig):
+    """If the cardholder paid an advice booked to suspense and the network then reverses the advice, then
+    the payment goes back to the cardholder, suspense stays square, and a repeat gives nothing again."""
+    advice = await _book_to_suspense_and_recover(rig)
+    reversal = rig.reversal(advice)
+    assert (await rig.send(reversal))[39] == "00"
+    assert await rig.world.available() == 250_000
+    assert await rig.suspense() == 0 and await rig.settlement() == 0
+    assert (await rig.send(reversal.with_fields({}, mti="0421")))[39] == "00"
+    assert await rig.world.available() == 250_000 and await rig.suspense() == 0
+
+
+async def test_partial_reversal_of_a_paid_advice_gives_back_its_part(rig):
+    """If the network reverses part of a paid advice (field 95: 100,000 of 150,000 stands), then 50,000
+    goes back to the cardholder and to the network's side alike."""
+    advice = await _book_to_suspense_and_recover(rig)
+    await rig.send(rig.reversal(advice, actual=100_000))
+    assert await rig.world.available() == 150_000
+    assert await rig.suspense() == 0 and await rig.settlement() == 100_000
+
+
+async def test_payment_committed_after_the_reversal_looked_is_still_given_back(rig):
+    """If the cardholder's payment of the advice commits between the reversal's look and its batch (the
+    look saw no payment), then the batch gives the payment back all the same."""
+    advice = await _book_to_suspense_and_recover(rig)
+    ledger = rig.world.ledger
+    hidden = advice_recovery_id(
+        network_transfer_id("visa", acquirer="400001", transmission=advice[7], stan=advice[11])
+    )
+
+    async def lookup_before_the_payment(ids):
+        return {k: v for k, v in (await ModelLedger.lookup_transfers(ledger, ids)).items() if k != hidden}
+
+    ledger.lookup_transfers = lookup_before_the_payment
+    assert (await rig.send(rig.reversal(advice)))[39] == "00"
+    assert await rig.world.available() == 250_000 and await rig.suspense() == 0
 
 
 async def test_advice_beyond_the_funds_without_a_suspense_account_is_answered_with_its_code():
