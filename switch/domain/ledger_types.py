@@ -36,6 +36,8 @@ __all__ = [
     "TransferKind",
     "TransferResult",
     "give_back",
+    "reduced_hold",
+    "reduced_hold_id",
     "resolve_pending",
     "reverse_posted",
 ]
@@ -139,6 +141,29 @@ def resolve_pending(
         currency=pending.currency,
         pending_id=pending.transfer_id,
         reference=reference if reference is not None else f"{kind.value} of {pending.transfer_id}",
+    )
+
+
+def reduced_hold_id(hold_id: str) -> str:
+    """The id of the hold that replaces `hold_id` after a partial reversal of it."""
+    return f"{hold_id}:reduced"
+
+
+def reduced_hold(hold: Transfer, amount: int) -> Transfer:
+    """A pending transfer of `amount` (less than `hold`'s) in place of `hold`, which is voided: the ledger
+    cannot shrink a hold, so a partial reversal of one voids it and holds what is left anew, with the same
+    accounts, expiry and reference. Completions and reversals that name `hold` are applied to this one."""
+    if not 0 < amount < hold.amount or hold.kind is not TransferKind.PENDING:
+        raise ValueError("a reduced hold is a pending transfer for less than the hold it replaces")
+    return Transfer(
+        transfer_id=reduced_hold_id(hold.transfer_id),
+        kind=TransferKind.PENDING,
+        debit_account_id=hold.debit_account_id,
+        credit_account_id=hold.credit_account_id,
+        amount=amount,
+        currency=hold.currency,
+        expires_at=hold.expires_at,
+        reference=hold.reference,
     )
 
 

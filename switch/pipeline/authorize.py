@@ -42,6 +42,8 @@ from switch.domain.ledger_types import (
     TransferKind,
     TransferResult,
     give_back,
+    reduced_hold,
+    reduced_hold_id,
     resolve_pending,
     reverse_posted,
 )
@@ -741,7 +743,9 @@ class Authorizer:
             return self._finish(ctx, declined)
         if original is not None:
             original_id = f"{request[41]}:{original.transmission}:{original.stan}"
-            first = (await self.ledger.lookup_transfers([original_id])).get(original_id)
+            found = await self.ledger.lookup_transfers([original_id, reduced_hold_id(original_id)])
+            # A hold partially reversed was replaced by a reduced one: that is the one to complete.
+            first = found.get(reduced_hold_id(original_id)) or found.get(original_id)
         else:
             first = await self._original_by_rrn(ctx)
         if first is None:
@@ -775,6 +779,10 @@ class Authorizer:
             and transfer.reverses_id is None
             and transfer.debit_account_id in accounts
         ]
+        # A hold partially reversed and the reduced hold that replaced it carry the same RRN: the reduced
+        # one stands for both.
+        ids = {transfer.transfer_id for transfer in candidates}
+        candidates = [t for t in candidates if reduced_hold_id(t.transfer_id) not in ids]
         return candidates[0] if len(candidates) == 1 else None
 
     async def _reversal(self, ctx: _Context) -> Outcome:
@@ -846,13 +854,16 @@ class Authorizer:
         paid_back: list[Transfer] = []
         if first.kind is TransferKind.PENDING:
             if actual is not None and actual > 0:
-                # A partial reversal of a pre-authorization: the merchant still means to complete it for
-                # `actual`. The ledger cannot shrink a hold, and voiding it would make that completion
-                # fail (the merchant would lose a guaranteed payment), so the hold stays as it is: its
-                # completion posts what is completed and releases the rest, or its expiry releases it all.
-                ctx.transfer_id = None
-                return self._finish(ctx, Result.APPROVED)
+                return await self._reduce_hold(ctx, first, actual)
             transfer = resolve_pending(ctx.transfer_id, first, TransferKind.VOID_PENDING, first.amount)
+            reduced_id = reduced_hold_id(original_id)
+            reduced = (await self.ledger.lookup_transfers([reduced_id])).get(reduced_id)
+            if reduced is not None:
+                # Reduced by a partial reversal before: the original is voided already, the reduced hold
+                # is what is left to release.
+                paid_back = [
+                    resolve_pending(f"rev:{reduced_id}", reduced, TransferKind.VOID_PENDING, reduced.amount)
+                ]
         else:
             amount = first.amount - actual if actual is not None else first.amount
             if amount <= 0:
@@ -865,6 +876,9 @@ class Authorizer:
                 TransferResult.OK,
                 TransferResult.EXISTS,
                 TransferResult.REVERSED_NOT_FOUND,
+                TransferResult.PENDING_ALREADY_VOIDED,
+                TransferResult.PENDING_ALREADY_POSTED,
+                TransferResult.PENDING_EXPIRED,
             ):
                 log.error(
                     "advice recovery not given back",
@@ -888,6 +902,41 @@ class Authorizer:
         ):
             return self._finish(ctx, Result.APPROVED)  # nothing left to reverse
         return self._finish(ctx, _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION))
+
+    async def _reduce_hold(self, ctx: _Context, hold: Transfer, actual: int) -> Outcome:
+        """A partial reversal of a pre-authorization (field 95 above zero): the merchant will complete it
+        for `actual`. The ledger cannot shrink a hold, so the hold is voided (under an id of its own,
+        `rev:<id>:partial`, apart from a full reversal's) and, only once that void stands, `actual` is
+        held anew (`reduced_hold`), for the completion to come. A repeat finds both done. Two steps, so
+        a failure between them leaves the hold released whole, never held twice, and the reversal is
+        answered 96 (or not at all): the terminal's repeat of it then makes the reduced hold."""
+        if actual >= hold.amount:
+            ctx.transfer_id = None
+            return self._finish(ctx, Result.APPROVED)  # nothing to release
+        ctx.transfer_id = f"rev:{hold.transfer_id}:partial"
+        void = resolve_pending(ctx.transfer_id, hold, TransferKind.VOID_PENDING, hold.amount)
+        (voided,) = await self.ledger.create_transfers([void])
+        if voided not in (TransferResult.OK, TransferResult.EXISTS):
+            # Completed, expired or reversed whole already: nothing is held any more to reduce.
+            ctx.transfer_id = None
+            return self._finish(ctx, Result.APPROVED)
+        (held,) = await self.ledger.create_transfers([reduced_hold(hold, actual)])
+        # "Different fields": an earlier partial reversal reduced it to another amount; it stands (a
+        # hold is reversed once).
+        if held not in (
+            TransferResult.OK,
+            TransferResult.EXISTS,
+            TransferResult.EXISTS_WITH_DIFFERENT_FIELDS,
+        ):
+            log.error(
+                "reduced hold not made; the hold is released whole",
+                hold=hold.transfer_id,
+                ledger_result=held.value,
+            )
+            # Not acknowledged: the terminal repeats the reversal (0401), which finds the void done and
+            # makes the reduced hold.
+            return self._finish(ctx, Result.SYSTEM_MALFUNCTION)
+        return self._finish(ctx, Result.APPROVED)
 
     async def _recovery_given_back(self, ctx: _Context, first: Transfer, amount: int) -> list[Transfer]:
         """With the reversal of a network advice booked to suspense, what the cardholder paid of it

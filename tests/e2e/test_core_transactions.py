@@ -282,6 +282,29 @@ async def test_partial_reversal_of_a_pos_purchase(switchd):
         assert await available(terminal, card) == start - 2000
 
 
+async def test_partial_reversal_of_a_preauth_reduces_the_hold(switchd):
+    """If a pre-auth of 90.00 is reversed with field 95 actual = 40.00, then only 40.00 stays held, a
+    completion above it is 13, and the completion of 40.00 takes 40.00 in all."""
+    card = debit(118)
+    async with connect(switchd, pos(24)) as terminal:
+        start = await available(terminal, card)
+        held = await terminal.transact(
+            TransactionRequest(TxnType.PREAUTH, amount_minor=9000, pin=demo.DEMO_PIN), card
+        )
+        assert held.approved and await available(terminal, card) == start - 9000
+        partial = TransactionRequest(TxnType.REVERSAL, original=held.original(), actual_amount_minor=4000)
+        assert (await terminal.transact(partial, card)).approved
+        assert await available(terminal, card) == start - 4000
+        over = await terminal.transact(
+            TransactionRequest(TxnType.COMPLETION, amount_minor=4001, original=held.original()), card
+        )
+        assert over.response_code == "13"
+        done = await terminal.transact(
+            TransactionRequest(TxnType.COMPLETION, amount_minor=4000, original=held.original()), card
+        )
+        assert done.approved and await available(terminal, card) == start - 4000
+
+
 async def test_reversal_of_a_void_takes_the_purchase_again(switchd):
     """If the void of a purchase is reversed, then the purchase's amount is taken again, once."""
     card = debit(109)

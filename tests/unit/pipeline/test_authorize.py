@@ -9,9 +9,18 @@ import gc
 import pytest
 
 from hsm.crypto.des import kcv_tdes, tdes_ecb_decrypt
+from switch.domain.ledger_types import TransferResult
 from switch.domain.model import CardStatus, ListEntry, ListKind
 from switch.domain.transactions import parse_additional_amounts
-from tests.unit.pipeline.world import CARDHOLDER, MERCHANT_ACCOUNT, PAN, SAVINGS, TMK_CLEAR, World
+from tests.unit.pipeline.world import (
+    CARDHOLDER,
+    MERCHANT_ACCOUNT,
+    PAN,
+    SAVINGS,
+    TMK_CLEAR,
+    ModelLedger,
+    World,
+)
 
 
 @pytest.fixture
@@ -251,28 +260,104 @@ async def test_preauth_cancel_releases_the_hold(world):
     assert await world.available() == 100_000
 
 
-async def test_partial_reversal_of_a_preauth_keeps_the_hold_for_its_completion(world):
-    """If a pre-auth of 50.00 is partially reversed to 30.00 (field 95), then the hold stays, the completion
-    for 30.00 is approved and posts 30.00, and the rest is released; a 95 of zero voids the hold."""
+def _partial_reversal(world, preauth, actual: int):
+    return world.request(
+        "0400",
+        "000000",
+        preauth_amount(preauth),
+        pin=None,
+        extra={90: original_data(preauth), 95: f"{actual:012d}" + "0" * 30},
+    )
+
+
+def preauth_amount(preauth) -> int:
+    return int(preauth[4])
+
+
+async def test_partial_reversal_of_a_preauth_reduces_the_hold_for_its_completion(world):
+    """If a pre-auth of 50.00 is partially reversed to 30.00 (field 95), then only 30.00 stays held, its
+    completion for 30.00 posts 30.00, and a completion for more than 30.00 is refused (13)."""
     preauth = world.request("0100", "000000", 5000)
     assert (await world.send(preauth))[39] == "00"
-    partial = world.request(
-        "0400", "000000", 5000, pin=None, extra={90: original_data(preauth), 95: f"{3000:012d}" + "0" * 30}
-    )
-    answer = await world.send(partial)
-    assert answer[39] == "00" and answer.get(38) is None  # acknowledged, no effect of its own
-    assert await world.available() == 100_000 - 5000
+    assert (await world.send(_partial_reversal(world, preauth, 3000)))[39] == "00"
+    assert await world.available() == 100_000 - 3000
+    too_much = world.request("0220", "000000", 3500, pin=None, extra={90: original_data(preauth)})
+    assert (await world.send(too_much))[39] == "13"
     completion = world.request("0220", "000000", 3000, pin=None, extra={90: original_data(preauth)})
     assert (await world.send(completion))[39] == "00"
     assert await world.available() == 100_000 - 3000
+    assert (await world.send(completion.with_fields({}, mti="0221")))[39] == "00"
+    assert await world.available() == 100_000 - 3000
 
+
+async def test_reduced_hold_the_ledger_refuses_is_96_and_the_repeat_makes_it(world):
+    """If the ledger refuses the reduced hold after voiding the original, then the reversal is answered 96
+    (the hold is released whole, not held twice), and its repeat (0401) makes the reduced hold."""
+    preauth = world.request("0100", "000000", 5000)
+    await world.send(preauth)
+    ledger = world.ledger
+
+    async def refusing(transfers):
+        if any(t.transfer_id.endswith(":reduced") for t in transfers):
+            return [TransferResult.ACCOUNT_NOT_FOUND for _ in transfers]
+        return await ModelLedger.create_transfers(ledger, transfers)
+
+    ledger.create_transfers = refusing
+    partial = _partial_reversal(world, preauth, 3000)
+    assert (await world.send(partial))[39] == "96"
+    assert await world.available() == 100_000
+    del ledger.create_transfers
+    assert (await world.send(partial.with_fields({}, mti="0401")))[39] == "00"
+    assert await world.available() == 100_000 - 3000
+
+
+async def test_repeated_partial_reversal_of_a_preauth_reduces_it_once(world):
+    """If the partial reversal comes again (0401), or another partial one for another amount, then the hold
+    stays reduced to the first one's amount."""
+    preauth = world.request("0100", "000000", 5000)
+    await world.send(preauth)
+    partial = _partial_reversal(world, preauth, 3000)
+    await world.send(partial)
+    assert (await world.send(partial.with_fields({}, mti="0401")))[39] == "00"
+    assert (await world.send(_partial_reversal(world, preauth, 1000)))[39] == "00"
+    assert await world.available() == 100_000 - 3000
+
+
+async def test_full_reversal_after_a_partial_one_releases_the_reduced_hold(world):
+    """If a pre-auth reduced by a partial reversal is then reversed whole (cancelled), then nothing stays
+    held."""
+    preauth = world.request("0100", "000000", 5000)
+    await world.send(preauth)
+    await world.send(_partial_reversal(world, preauth, 3000))
+    cancel = world.request("0400", "000000", 5000, pin=None, extra={90: original_data(preauth)})
+    assert (await world.send(cancel))[39] == "00"
+    assert await world.available() == 100_000
+    completion = world.request("0220", "000000", 3000, pin=None, extra={90: original_data(preauth)})
+    assert (await world.send(completion))[39] != "00"
+    assert await world.available() == 100_000
+
+
+async def test_partial_reversal_after_the_completion_changes_nothing(world):
+    """If a pre-auth was completed, then a partial reversal of it is acknowledged and holds nothing anew."""
+    preauth = world.request("0100", "000000", 5000)
+    await world.send(preauth)
+    completion = world.request("0220", "000000", 4000, pin=None, extra={90: original_data(preauth)})
+    assert (await world.send(completion))[39] == "00"
+    assert (await world.send(_partial_reversal(world, preauth, 3000)))[39] == "00"
+    assert await world.available() == 100_000 - 4000
+
+
+async def test_reversal_of_a_preauth_with_95_of_zero_or_of_all_of_it(world):
+    """If a pre-auth's reversal says nothing was used (95 of zero), then the hold is released whole; if it
+    says all of it was (95 of the whole amount), then the hold stays."""
+    first = world.request("0100", "000000", 2000)
+    assert (await world.send(first))[39] == "00"
+    assert (await world.send(_partial_reversal(world, first, 0)))[39] == "00"
+    assert await world.available() == 100_000
     second = world.request("0100", "000000", 2000)
     assert (await world.send(second))[39] == "00"
-    nothing_used = world.request(
-        "0400", "000000", 2000, pin=None, extra={90: original_data(second), 95: "0" * 42}
-    )
-    assert (await world.send(nothing_used))[39] == "00"
-    assert await world.available() == 100_000 - 3000
+    assert (await world.send(_partial_reversal(world, second, 2000)))[39] == "00"
+    assert await world.available() == 100_000 - 2000
 
 
 async def test_void_of_a_purchase(world):
@@ -392,6 +477,17 @@ async def test_completion_of_a_preauth_by_rrn(world):
     completion = world.request("0220", "000000", 3000, pin=None, extra={37: rrn})
     assert (await world.send(completion))[39] == "00"
     assert await world.available() == 100_000 - 3000
+
+
+async def test_completion_by_rrn_of_a_reduced_preauth_completes_the_reduced_hold(world):
+    """If a pre-auth reduced by a partial reversal is completed by its RRN alone, then the reduced hold is
+    the one found (not two candidates) and posted."""
+    preauth = world.request("0100", "000000", 5000)
+    rrn = (await world.send(preauth))[37]
+    await world.send(_partial_reversal(world, preauth, 3000))
+    completion = world.request("0220", "000000", 2500, pin=None, extra={37: rrn})
+    assert (await world.send(completion))[39] == "00"
+    assert await world.available() == 100_000 - 2500
 
 
 async def test_void_by_an_rrn_of_another_terminal_is_not_found(world):

@@ -106,6 +106,25 @@ async def test_second_reversal_of_the_same_original_has_no_effect(world):
     assert await world.available() == 100_000 + 3000
 
 
+async def test_reduced_hold_expires_when_its_original_would_have(world):
+    """If a pre-auth reduced by a partial reversal is not completed, then the reduced hold expires at the
+    original's time and the funds are free again."""
+    preauth = world.request("0100", "000000", 5000)
+    await world.send(preauth)
+    partial = world.request(
+        "0400",
+        "000000",
+        5000,
+        pin=None,
+        extra={90: original_data(preauth), 95: f"{3000:012d}" + "0" * 30},
+    )
+    assert (await world.send(partial))[39] == "00"
+    assert await world.available() == 100_000 - 3000
+    due = NOW + timedelta(seconds=world.product.hold_expiry_s + 1)
+    assert await world.ledger.expire_pending(due) == 1
+    assert await world.available() == 100_000
+
+
 async def test_expired_hold_is_released_and_cannot_be_completed(world):
     """If a pre-auth's hold expires, then the funds are free again and its completion is answered 25."""
     preauth = world.request("0100", "000000", 5000)
