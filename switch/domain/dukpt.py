@@ -115,9 +115,9 @@ class _Seen:
 class KsnReplayGuard:
     """Refuses a transaction counter a PIN pad already used, or one too far behind its highest.
 
-    Per PIN pad (`Ksn.pin_pad`) it keeps the highest counter seen and the last `window` counters (like IPsec's
-    anti-replay window, RFC 4303 3.4.3): requests in flight on one connection may reach the PIN check out
-    of order, and DUKPT counters skip values, so "strictly increasing" would refuse honest traffic. A
+    Per PIN pad (`Ksn.pin_pad`) it keeps the highest counter seen and the last `window` counters (like
+    IPsec's anti-replay window, RFC 4303 3.4.3): requests in flight on one connection may reach the PIN
+    check out of order, and DUKPT counters skip values, so "strictly increasing" would refuse honest traffic. A
     counter seen again with the same request identity (terminal, time, STAN) is that request's
     retransmission and passes; the pipeline answers it as the original.
 

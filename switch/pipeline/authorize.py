@@ -881,7 +881,9 @@ class Authorizer:
                 TransferResult.PENDING_EXPIRED,
             ):
                 log.error(
-                    "advice recovery not given back",
+                    "reduced hold not released"
+                    if first.kind is TransferKind.PENDING
+                    else "advice recovery not given back",
                     original=original_id,
                     transfer=extra.transfer_id,
                     ledger_result=extra_outcome.value,
