@@ -154,6 +154,18 @@ class IssuerRig:
         b = (await self.world.ledger.balances([SETTLEMENT]))[SETTLEMENT]
         return b.credits_posted - b.debits_posted
 
+    async def top_up(self, amount: int) -> None:
+        """Funds for the cardholder (from the world's funding account)."""
+        top_up = Transfer(
+            transfer_id=f"top-up:{amount}",
+            kind=TransferKind.POSTED,
+            debit_account_id=FUNDING,
+            credit_account_id=CARDHOLDER,
+            amount=amount,
+            currency=840,
+        )
+        assert await self.world.ledger.create_transfers([top_up]) == [TransferResult.OK]
+
     async def suspense(self) -> int:
         """Debits minus credits posted on Visa's advice suspense account (what cardholders owe us)."""
         b = (await self.world.ledger.balances([SUSPENSE]))[SUSPENSE]
@@ -429,15 +441,7 @@ async def test_repeat_of_an_advice_booked_to_suspense_stays_there_when_funds_cam
     changes nothing: the advice is booked once, in suspense."""
     advice = rig.request(mti="0220", amount=150_000, pin=None)
     await rig.send(advice)
-    top_up = Transfer(
-        transfer_id="top-up",
-        kind=TransferKind.POSTED,
-        debit_account_id=FUNDING,
-        credit_account_id=CARDHOLDER,
-        amount=100_000,
-        currency=840,
-    )
-    assert await rig.world.ledger.create_transfers([top_up]) == [TransferResult.OK]
+    await rig.top_up(100_000)
     assert (await rig.send(advice.with_fields({}, mti="0221")))[39] == "00"
     assert await rig.world.available() == 200_000
     assert await rig.settlement() == 150_000 and await rig.suspense() == 150_000
@@ -458,14 +462,7 @@ async def _book_to_suspense_and_recover(rig: IssuerRig, amount: int = 150_000) -
     `switchctl suspense recover` posts it)."""
     advice = rig.request(mti="0220", amount=amount, pin=None)
     await rig.send(advice)
-    top_up = Transfer(
-        transfer_id="top-up",
-        kind=TransferKind.POSTED,
-        debit_account_id=FUNDING,
-        credit_account_id=CARDHOLDER,
-        amount=amount,
-        currency=840,
-    )
+    await rig.top_up(amount)
     advice_id = network_transfer_id("visa", acquirer="400001", transmission=advice[7], stan=advice[11])
     payment = Transfer(
         transfer_id=advice_recovery_id(advice_id),
@@ -475,7 +472,7 @@ async def _book_to_suspense_and_recover(rig: IssuerRig, amount: int = 150_000) -
         amount=amount,
         currency=840,
     )
-    assert await rig.world.ledger.create_transfers([top_up, payment]) == [TransferResult.OK] * 2
+    assert await rig.world.ledger.create_transfers([payment]) == [TransferResult.OK]
     assert await rig.suspense() == 0 and await rig.world.available() == 100_000
     return advice
 
