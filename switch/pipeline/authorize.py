@@ -75,6 +75,7 @@ from switch.pipeline.forward import Forwarder, ForwardRequest
 from switch.pipeline.issuer import (
     ISSUER_TRANSACTIONS,
     IssuerNetwork,
+    advice_recovery,
     advice_recovery_id,
     advice_suspense_card,
     advice_suspense_reference,
@@ -834,7 +835,9 @@ class Authorizer:
     async def _reverse_original(self, ctx: _Context, original_id: str) -> Outcome:
         """Cancel the ledger transfer `original_id` once; unknown or already reversed is acknowledged."""
         request = ctx.request
-        found = await self.ledger.lookup_transfers([original_id])
+        reduced_id = reduced_hold_id(original_id)
+        # With the original, the hold a partial reversal may have put in its place: one look for both.
+        found = await self.ledger.lookup_transfers([original_id, reduced_id])
         first = found.get(original_id)
         if first is None and not await self.ledger.bar(original_id):
             # Applied meanwhile (by another switchd process, between the look and the bar): reverse it.
@@ -856,8 +859,7 @@ class Authorizer:
             if actual is not None and actual > 0:
                 return await self._reduce_hold(ctx, first, actual)
             transfer = resolve_pending(ctx.transfer_id, first, TransferKind.VOID_PENDING, first.amount)
-            reduced_id = reduced_hold_id(original_id)
-            reduced = (await self.ledger.lookup_transfers([reduced_id])).get(reduced_id)
+            reduced = found.get(reduced_id)
             if reduced is not None:
                 # Reduced by a partial reversal before: the original is voided already, the reduced hold
                 # is what is left to release.
@@ -960,14 +962,7 @@ class Authorizer:
             account = recovery_account(card, first.currency) if card is not None else None
             if account is None:
                 return []
-            recovery = Transfer(
-                transfer_id=recovery_id,
-                kind=TransferKind.POSTED,
-                debit_account_id=account.account_id,
-                credit_account_id=first.debit_account_id,
-                amount=first.amount,
-                currency=first.currency,
-            )
+            recovery = advice_recovery(first, account.account_id, first.amount)
         return [give_back(f"rev:{recovery_id}", recovery, min(amount, recovery.amount))]
 
     # -- responses -----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from switch.domain.ledger_types import Transfer, TransferKind
 from switch.domain.model import Account, Card
 from switch.domain.results import Result
 from switch.iso.message import Message
@@ -29,7 +30,9 @@ __all__ = [
     "ISSUER_TRANSACTIONS",
     "IssuerNetwork",
     "NetworkOriginal",
+    "advice_recovery",
     "advice_recovery_id",
+    "advice_rrn",
     "advice_suspense_account_id",
     "advice_suspense_card",
     "advice_suspense_reference",
@@ -130,6 +133,26 @@ def advice_recovery_id(advice_id: str) -> str:
     """The ledger id of the cardholder's payment of an advice booked to suspense (`switchctl suspense
     recover`): from the card's recovery account to the suspense account, once."""
     return f"recover:{advice_id}"
+
+
+def advice_recovery(advice: Transfer, account_id: int, amount: int) -> Transfer:
+    """The cardholder's payment of `advice` (booked to suspense): `amount` from the card's account
+    `account_id` to the suspense account the advice debited, under `advice_recovery_id`. The one shape
+    of it, for `switchctl suspense recover` to post and for a reversal of the advice to give back."""
+    return Transfer(
+        transfer_id=advice_recovery_id(advice.transfer_id),
+        kind=TransferKind.POSTED,
+        debit_account_id=account_id,
+        credit_account_id=advice.debit_account_id,
+        amount=amount,
+        currency=advice.currency,
+        reference=f"advice:rrn:{advice_rrn(advice.reference)}:recovered",
+    )
+
+
+def advice_rrn(reference: str) -> str:
+    """The RRN in the reference of an advice booked to suspense (`advice_suspense_reference`)."""
+    return reference.removeprefix("advice:rrn:").split(":", 1)[0]
 
 
 def recovery_account(card: Card, currency: int) -> Account | None:

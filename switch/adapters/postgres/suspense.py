@@ -22,12 +22,17 @@ import asyncpg
 from switch.adapters.postgres.db import AnyConnection, Database
 from switch.adapters.postgres.ledger import APPLY_TRANSFERS_CALL, transfer_arrays
 from switch.domain.ledger_types import Transfer, TransferKind, TransferResult
-from switch.pipeline.issuer import ADVICE_SUSPENSE_ACCOUNT_BASE, advice_recovery_id, advice_suspense_card
+from switch.pipeline.issuer import (
+    ADVICE_SUSPENSE_ACCOUNT_BASE,
+    advice_recovery,
+    advice_rrn,
+    advice_suspense_card,
+)
 
 __all__ = ["PgAdviceSuspense", "Recovery", "SuspenseItem"]
 
 _ITEMS = """
-SELECT t.id, t.amount, t.currency, t.reference, t.debit_account_id, t.created_at,
+SELECT t.id, t.amount, t.currency, t.reference, t.debit_account_id, t.credit_account_id, t.created_at,
        coalesce(r.amount, 0) AS reversed, coalesce(p.amount, 0) AS recovered,
        c.card_id, c.first6, c.last4, c.pan_length
   FROM ledger_transfers AS t
@@ -80,7 +85,7 @@ def _item(row: asyncpg.Record) -> SuspenseItem:
     get = row.__getitem__
     advice_id, reference = get("id"), get("reference")
     card_id = advice_suspense_card(reference) or 0
-    rrn = reference.removeprefix("advice:rrn:").split(":", 1)[0]
+    rrn = advice_rrn(reference)
     first6, last4, length = get("first6"), get("last4"), get("pan_length")
     masked = f"{first6}{'*' * (length - 10)}{last4}" if first6 is not None else ""
     parts = advice_id.split(":")
@@ -123,15 +128,16 @@ class PgAdviceSuspense:
             account = await conn.fetchval(_RECOVERY_ACCOUNT, item.card_id, item.currency)
             if account is None:
                 return Recovery.NO_ACCOUNT, item
-            payment = Transfer(
-                transfer_id=advice_recovery_id(advice_id),
+            advice = Transfer(
+                transfer_id=advice_id,
                 kind=TransferKind.POSTED,
-                debit_account_id=account,
-                credit_account_id=row["debit_account_id"],
-                amount=item.owed,
+                debit_account_id=row["debit_account_id"],
+                credit_account_id=row["credit_account_id"],
+                amount=item.amount,
                 currency=item.currency,
-                reference=f"advice:rrn:{item.rrn}:recovered",
+                reference=row["reference"],
             )
+            payment = advice_recovery(advice, account, item.owed)
             [code] = await conn.fetchval(_APPLY, *transfer_arrays([payment]))
             result = TransferResult(code)
             if result is TransferResult.EXCEEDS_CREDITS:
