@@ -152,7 +152,10 @@ def reduced_hold_id(hold_id: str) -> str:
 def reduced_hold(hold: Transfer, amount: int) -> Transfer:
     """A pending transfer of `amount` (less than `hold`'s) in place of `hold`, which is voided: the ledger
     cannot shrink a hold, so a partial reversal of one voids it and holds what is left anew, with the same
-    accounts, expiry and reference. Completions and reversals that name `hold` are applied to this one."""
+    accounts, expiry and reference. Completions and reversals that name `hold` are applied to this one.
+    The void gives the hold's usage (daily amount and count) back, so the reduced hold counts `amount`
+    and one use under the same counter again, without its maximums: what was authorized is not declined
+    for being less."""
     if not 0 < amount < hold.amount or hold.kind is not TransferKind.PENDING:
         raise ValueError("a reduced hold is a pending transfer for less than the hold it replaces")
     return Transfer(
@@ -163,6 +166,7 @@ def reduced_hold(hold: Transfer, amount: int) -> Transfer:
         amount=amount,
         currency=hold.currency,
         expires_at=hold.expires_at,
+        limit_key=hold.limit_key,
         reference=hold.reference,
     )
 

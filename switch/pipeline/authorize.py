@@ -899,6 +899,14 @@ class Authorizer:
             TransferResult.EXISTS_WITH_DIFFERENT_FIELDS,
         ):
             return self._finish(ctx, Result.APPROVED)
+        if (
+            outcome is TransferResult.PENDING_ALREADY_VOIDED
+            and first.kind is TransferKind.PENDING
+            and not paid_back
+        ):
+            # Voided by something else since the look: perhaps a partial reversal, whose reduced hold then
+            # follows (or came just after the look). Release that too, so the cancel leaves nothing held.
+            return await self._release_late_reduced_hold(ctx, reduced_id)
         if outcome in (
             TransferResult.PENDING_ALREADY_VOIDED,
             TransferResult.PENDING_ALREADY_POSTED,
@@ -906,6 +914,29 @@ class Authorizer:
         ):
             return self._finish(ctx, Result.APPROVED)  # nothing left to reverse
         return self._finish(ctx, _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION))
+
+    async def _release_late_reduced_hold(self, ctx: _Context, reduced_id: str) -> Outcome:
+        """A full reversal found its hold voided by another transfer after it looked. When that was a partial
+        reversal (another process, or one answered meanwhile), the reduced hold it makes must not outlive
+        this cancel: its id is barred, so a reduced hold still to come is refused (the partial reversal is
+        then acknowledged, nothing held), and one made already is released here."""
+        if await self.ledger.bar(reduced_id):
+            return self._finish(ctx, Result.APPROVED)
+        reduced = (await self.ledger.lookup_transfers([reduced_id])).get(reduced_id)
+        if reduced is None or reduced.kind is not TransferKind.PENDING:
+            return self._finish(ctx, Result.APPROVED)
+        void = resolve_pending(f"rev:{reduced_id}", reduced, TransferKind.VOID_PENDING, reduced.amount)
+        (released,) = await self.ledger.create_transfers([void])
+        if released not in (
+            TransferResult.OK,
+            TransferResult.EXISTS,
+            TransferResult.PENDING_ALREADY_VOIDED,
+            TransferResult.PENDING_ALREADY_POSTED,
+            TransferResult.PENDING_EXPIRED,
+        ):
+            log.error("reduced hold not released", transfer=reduced_id, ledger_result=released.value)
+            return self._finish(ctx, Result.SYSTEM_MALFUNCTION)  # the repeat of the reversal releases it
+        return self._finish(ctx, Result.APPROVED)
 
     async def _reduce_hold(self, ctx: _Context, hold: Transfer, actual: int) -> Outcome:
         """A partial reversal of a pre-authorization (field 95 above zero): the merchant will complete it
@@ -925,6 +956,11 @@ class Authorizer:
             ctx.transfer_id = None
             return self._finish(ctx, Result.APPROVED)
         (held,) = await self.ledger.create_transfers([reduced_hold(hold, actual)])
+        if held is TransferResult.BARRED:
+            # A full reversal of the pre-authorization came meanwhile and barred the reduced hold: the
+            # cancel is the last word, nothing stays held.
+            log.info("reduced hold not made: the pre-authorization was reversed whole", hold=hold.transfer_id)
+            return self._finish(ctx, Result.APPROVED)
         # "Different fields": an earlier partial reversal reduced it to another amount; it stands (a
         # hold is reversed once).
         if held not in (

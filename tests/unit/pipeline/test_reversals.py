@@ -5,6 +5,7 @@ directory, in-process HSM; no I/O."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import pytest
@@ -13,8 +14,10 @@ import trio
 import trio.testing
 
 from specs.demo import demo_pan
+from switch.domain.ledger_types import Transfer, TransferResult
 from switch.domain.model import Account, AccountKind
-from tests.unit.pipeline.world import MERCHANT_ACCOUNT, NOW, GatedPostings, World
+from switch.iso.message import Message
+from tests.unit.pipeline.world import MERCHANT_ACCOUNT, NOW, PAN, GatedPostings, World
 
 
 @pytest.fixture
@@ -192,3 +195,109 @@ async def test_original_that_comes_after_its_reversal_is_refused(world):
     assert [e["event"] for e in logs] == ["original refused: its reversal came first"]  # then remembered
     assert await world.available() == 100_000
     assert world.ledger.model.lookup_transfers([f"POS00001:{purchase[7]}:{purchase[11]}"]) == {}
+
+
+def _partial(world, preauth, actual: int, stan: str | None = None):
+    return world.request(
+        "0400",
+        "000000",
+        int(preauth[4]),
+        pin=None,
+        stan=stan,
+        extra={90: original_data(preauth), 95: f"{actual:012d}" + "0" * 30},
+    )
+
+
+def _cancel(world, preauth, stan: str | None = None):
+    return world.request(
+        "0400", "000000", int(preauth[4]), pin=None, stan=stan, extra={90: original_data(preauth)}
+    )
+
+
+async def test_a_reduced_hold_counts_its_amount_against_the_daily_limit(world):
+    """If a pre-auth of 50.00 under a daily pre-auth maximum of 80.00 is reduced to 30.00, then 30.00 of the
+    day's maximum stays used: a second pre-auth of 50.00 fits, one of 50.01 is declined 61; and a cancel of
+    the reduced hold gives its 30.00 back."""
+    product = dataclasses.replace(world.product, daily_amount_max={"preauth": 8000})
+    world.directory.cards[PAN] = dataclasses.replace(world.card, product=product)
+    preauth = world.request("0100", "000000", 5000, stan="000601")
+    assert (await world.send(preauth))[39] == "00"
+    assert (await world.send(_partial(world, preauth, 3000, stan="000602")))[39] == "00"
+    assert (await world.send(world.request("0100", "000000", 5001, stan="000603")))[39] == "61"
+    assert (await world.send(_cancel(world, preauth, stan="000604")))[39] == "00"
+    assert (await world.send(world.request("0100", "000000", 8000, stan="000605")))[39] == "00"
+    assert (await world.send(world.request("0100", "000000", 1, stan="000606")))[39] == "61"
+
+
+class _Interleaved:
+    """The World's ledger, where the first `create_transfers` call that `when` picks first lets `meanwhile`
+    run to its end: another reversal answered between this one's look and its posting."""
+
+    def __init__(
+        self,
+        world: World,
+        when: Callable[[Sequence[Transfer]], bool],
+        meanwhile: Callable[[], Awaitable[Message]] | None,
+    ) -> None:
+        self.inner = world.ledger
+        world.authorizer.ledger = self  # type: ignore[assignment]
+        self.when = when
+        self.meanwhile = meanwhile
+        self.responses: list[Message] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def create_transfers(self, transfers: Sequence[Transfer]) -> list[TransferResult]:
+        if self.meanwhile is not None and self.when(transfers):
+            meanwhile, self.meanwhile = self.meanwhile, None
+            self.responses.append(await meanwhile())
+        return await self.inner.create_transfers(transfers)
+
+
+async def test_a_partial_reversal_between_a_cancels_look_and_its_posting_leaves_nothing_held(world):
+    """If a partial reversal of a pre-auth is answered (hold voided, reduced hold made) after a full
+    reversal of it has looked and before that one posts, then the full one still releases the reduced
+    hold: nothing stays held, and a completion is refused."""
+    preauth = world.request("0100", "000000", 5000, stan="000611")
+    assert (await world.send(preauth))[39] == "00"
+    partial = _partial(world, preauth, 3000, stan="000612")
+    ledger = _Interleaved(
+        world,
+        lambda transfers: any(
+            t.transfer_id.startswith("rev:") and t.transfer_id.endswith(":000611") for t in transfers
+        ),
+        lambda: world.send(partial),
+    )
+    assert (await world.send(_cancel(world, preauth, stan="000613")))[39] == "00"
+    assert [r[39] for r in ledger.responses] == ["00"]
+    assert await world.available() == 100_000
+    completion = world.request(
+        "0220", "000000", 3000, pin=None, stan="000614", extra={90: original_data(preauth)}
+    )
+    assert (await world.send(completion))[39] != "00"
+    assert await world.available() == 100_000
+
+
+async def test_a_cancel_between_a_partial_reversals_void_and_its_reduced_hold_leaves_nothing_held(world):
+    """If a full reversal of a pre-auth is answered after a partial reversal voided the hold and before it
+    made the reduced hold, then the reduced hold is refused (barred) and the partial reversal is still
+    acknowledged: nothing stays held; its repeat holds nothing either."""
+    preauth = world.request("0100", "000000", 5000, stan="000621")
+    assert (await world.send(preauth))[39] == "00"
+    cancel = _cancel(world, preauth, stan="000622")
+    ledger = _Interleaved(
+        world,
+        lambda transfers: any(t.transfer_id.endswith(":reduced") for t in transfers),
+        lambda: world.send(cancel),
+    )
+    partial = _partial(world, preauth, 3000, stan="000623")
+    with structlog.testing.capture_logs() as logs:
+        assert (await world.send(partial))[39] == "00"
+    assert [r[39] for r in ledger.responses] == ["00"]
+    assert await world.available() == 100_000
+    assert any(
+        e["event"].startswith("reduced hold not made: the pre-authorization was reversed") for e in logs
+    )
+    assert (await world.send(partial.with_fields({}, mti="0401")))[39] == "00"
+    assert await world.available() == 100_000
