@@ -7,10 +7,13 @@ again, nothing applied twice), the card (14 unknown, 57 currency not supported, 
 its grace, 55 wrong, 75 after `pin_tries_max` wrong PINs in a row), the processing code (12 when not
 supported, 13 for a zero amount) and the funds (51). Approvals get an auth code (field 38) and move
 money in the `Ledger`. Reversals (0400/0401/0420/0421) find their original by field 90 and apply once
-(field 95 makes them partial); an unknown original is acknowledged 00 and remembered, so that the
+(field 95 makes them partial), except that a pre-authorization's hold shrinks to what each reversal's 95
+keeps (a partial reversal reduces it for its completion, a later full one releases the rest); an
+unknown original is acknowledged 00 and remembered, so that the
 original, should it still arrive, is declined rather than applied. Advices (0220/0221) apply once,
 without checks: the member already approved them on the network's behalf; one whose field 90 names a
-pre-authorization of ours completes it (the hold released, the advice's amount posted).
+pre-authorization of ours completes it (what is left of the hold released, the advice's amount, at most
+that, posted).
 
 Codes are this network's (`RESPONSE_CODES` of specs/<network>.py, first code listed for a result). Pure
 code: the caller passes the time, the sign-on state and the fault decision.
@@ -376,13 +379,18 @@ class Issuer:
                     self._reversed_unseen.popitem(last=False)
                 return self._respond(request, "approved", "reversal_unknown")
             return self._respond(request, "approved", "reversal_of_decline")
-        if entry.reversal_applied:
-            return self._respond(request, "approved", "reversal_repeat")
-        amount = entry.amount_minor
         replacement = request.get(95)
-        if replacement is not None and replacement[:12].isdigit():
-            amount = max(0, entry.amount_minor - int(replacement[:12]))
-        reversed_minor = self.ledger.reverse(original, amount)
+        keep = int(replacement[:12]) if replacement is not None and replacement[:12].isdigit() else 0
+        if entry.effect == "hold":
+            # A hold shrinks to what 95 keeps (nothing without it): a partial reversal reduces it for the
+            # completion to come, a later full one releases the rest, repeats change nothing.
+            reversed_minor = self.ledger.reduce_hold(original, keep)
+            if not reversed_minor:
+                return self._respond(request, "approved", "reversal_repeat")
+        else:
+            if entry.reversal_applied:
+                return self._respond(request, "approved", "reversal_repeat")
+            reversed_minor = self.ledger.reverse(original, max(0, entry.amount_minor - keep))
         clearing = ClearingRecord.of(
             business_date=now_utc.date(),
             role="issuer",
@@ -428,7 +436,7 @@ class Issuer:
         self, request: Message, now_utc: datetime, key: TxnKey, hold_key: TxnKey, held: Entry
     ) -> Outcome:
         """An advice naming one of our pre-authorizations (field 90): the member completed it. The hold is
-        released and the advice's amount (at most the hold's) posted, once; an advice for another card or
+        released and the advice's amount (at most what is left of it) posted, once; an advice for another card or
         more than the hold, or of a hold completed or reversed already, is acknowledged without effect."""
         amount = int(request.get(4) or "0") if (request.get(4) or "").isdigit() else 0
         pan = pan_of(request)

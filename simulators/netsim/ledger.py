@@ -247,18 +247,45 @@ class Ledger:
         self._move(entry, -amount)
         return amount
 
+    def reduce_hold(self, key: TxnKey, keep_minor: int) -> int:
+        """Release the hold of `key` down to `keep_minor` (a reversal of a pre-authorization: 0 releases all
+        that is left, more than 0 is a partial reversal, field 95); the amount released.
+
+        A hold only ever shrinks, so reversals of one hold apply in any order and any number of times: a
+        partial one then a full one release everything, a repeat releases nothing more. 0 when there is no
+        such hold or no more than `keep_minor` is left of it."""
+        entry = self.get(key)
+        if entry is None or entry.effect != "hold":
+            return 0
+        release = entry.amount_minor - entry.reversed_minor - max(0, keep_minor)
+        if release <= 0:
+            return 0
+        entry.reversal_applied = True
+        entry.reversed_minor += release
+        self._entries[key] = _packed(entry)
+        self._move(entry, -release)
+        return release
+
+    def hold_left(self, key: TxnKey) -> int:
+        """What is still held by the hold of `key` (0 for none, or one completed or released)."""
+        entry = self.get(key)
+        if entry is None or entry.effect != "hold":
+            return 0
+        return entry.amount_minor - entry.reversed_minor
+
     def complete(self, hold_key: TxnKey, key: TxnKey, entry: Entry) -> bool:
-        """Complete the open hold of `hold_key` by the debit `entry`, recorded under `key`: the whole hold
-        is released and `entry.amount_minor` (at most the hold) posted. False, and no change, when the hold
-        is not open (no such hold, completed or reversed already) or `key` was applied before."""
-        held = self.get(hold_key)
-        if held is None or held.effect != "hold" or held.reversal_applied or key in self._entries:
+        """Complete the open hold of `hold_key` by the debit `entry`, recorded under `key`: what is left of
+        the hold is released and `entry.amount_minor` (at most that) posted. False, and no change, when
+        nothing is held any more (no such hold, completed or reversed whole already), `entry` asks for
+        more than is left (a partial reversal reduced the hold), or `key` was applied before."""
+        left = self.hold_left(hold_key)
+        if left <= 0 or key in self._entries:
             return False
-        if not 0 < entry.amount_minor <= held.amount_minor or entry.effect != "debit":
+        if not 0 < entry.amount_minor <= left or entry.effect != "debit":
             return False
-        # Released as a reversal would release it, so that a later reversal of the pre-authorization finds
-        # it applied and changes nothing.
-        self.reverse(hold_key)
+        # Released as a full reversal would release it, so that a later reversal of the
+        # pre-authorization finds nothing left and changes nothing.
+        self.reduce_hold(hold_key, 0)
         return self.apply(key, entry)
 
     def _move(self, entry: Entry, amount: int) -> None:

@@ -43,6 +43,8 @@ from switch.domain.ledger_types import (
     TransferKind,
     TransferResult,
     give_back,
+    reduced_hold,
+    reduced_hold_id,
     resolve_pending,
 )
 from switch.domain.model import Pan
@@ -481,14 +483,14 @@ class Forwarder:
         if replacement_amount is not None and replacement_amount >= amount:
             # Everything was dispensed: nothing to give back.
             return ForwardOutcome(Result.APPROVED, route, name)
-        found = await self.ledger.lookup_transfers([record.transfer_id])
+        reduced_id = reduced_hold_id(record.transfer_id)
+        partial_id = _partial_reversal_id(record.transfer_id)
+        # With the original, what a partial reversal of a hold may have left: one look for all three.
+        found = await self.ledger.lookup_transfers([record.transfer_id, reduced_id, partial_id])
         original = found.get(record.transfer_id)
-        # A hold is voided whole (field 95 of a pre-authorization's reversal means nothing).
-        partial = (
-            replacement_amount is not None
-            and replacement_amount > 0
-            and (original is None or original.kind is not TransferKind.PENDING)
-        )
+        if original is not None and original.kind is TransferKind.PENDING:
+            return await self._reverse_hold(net, record, card, original, found, replacement_amount)
+        partial = replacement_amount is not None and replacement_amount > 0
         if original is not None:
             reversal = _reversal_transfer(original, replacement_amount if partial else None)
             (posted,) = await self.ledger.create_transfers([reversal])
@@ -513,6 +515,130 @@ class Forwarder:
         return ForwardOutcome(
             Result.APPROVED, route, name, network_stan=record.message.get(11), reversal_queued=True
         )
+
+    async def _reverse_hold(
+        self,
+        net: ForwardingNetwork,
+        record: ForwardedRecord,
+        card: CardData,
+        hold: Transfer,
+        found: Mapping[str, Transfer],
+        replacement_amount: int | None,
+    ) -> ForwardOutcome:
+        """A terminal's reversal of a forwarded pre-authorization. With field 95 above zero (and below the
+        hold) it is partial: the merchant will complete it for that much. The hold on the network's
+        settlement account is then reduced as an on-us hold is (voided as `rev:<id>:partial`, the amount
+        held anew as `<id>:reduced`) and the network gets a 0420 with 95, which reduces its hold too.
+        Without it, the hold (and a reduced hold left by a partial reversal) is released and the network
+        gets a 0420 releasing what it still holds: after a partial reversal that is a second reversal of
+        the same original, under a store-and-forward key of its own."""
+        name, route = record.network, record.route
+        keep = replacement_amount if replacement_amount is not None and replacement_amount > 0 else 0
+        reduced_id = reduced_hold_id(record.transfer_id)
+        if keep:
+            void = resolve_pending(
+                _partial_reversal_id(record.transfer_id),
+                hold,
+                TransferKind.VOID_PENDING,
+                hold.amount,
+                reference=f"partial reversal of {record.transfer_id}",
+            )
+            (voided,) = await self.ledger.create_transfers([void])
+            if voided not in (*_APPLIED, TransferResult.PENDING_EXPIRED):
+                # Completed or reversed whole already: nothing is held any more to reduce, and the network
+                # heard of that from the completion's advice or the full reversal.
+                return ForwardOutcome(Result.APPROVED, route, name)
+            # Expired here, nothing is held anew; the network's hold may still stand: it is told all the same.
+            if voided is not TransferResult.PENDING_EXPIRED:
+                refused = await self._hold_reduced(hold, keep)
+                if refused is not None:
+                    return ForwardOutcome(refused, route, name)
+            message = network_reversal(
+                net.profile,
+                record.message,
+                reason=REVERSAL_REASON_CUSTOMER_CANCELLATION,
+                pan=card.pan,
+                replacement_amount=keep,
+            )
+            key = reversal_key(name, record.message)
+        else:
+            reduced = found.get(reduced_id)
+            after_partial = _partial_reversal_id(record.transfer_id) in found
+            releases = [_reversal_transfer(hold, None)]
+            if reduced is not None and reduced.kind is TransferKind.PENDING:
+                releases.append(
+                    resolve_pending(
+                        _reversal_transfer_id(reduced_id),
+                        reduced,
+                        TransferKind.VOID_PENDING,
+                        reduced.amount,
+                        reference=f"void of {reduced_id}",
+                    )
+                )
+            voided, *others = await self.ledger.create_transfers(releases)
+            if voided not in _REVERSED_ALREADY or any(r not in _REVERSED_ALREADY for r in others):
+                log.error(
+                    "ledger refused a reversal of a forwarded transaction",
+                    network=name,
+                    transfer_id=record.transfer_id,
+                    ledger_result=(voided if voided not in _REVERSED_ALREADY else others[0]).value,
+                )
+                return ForwardOutcome(Result.SYSTEM_MALFUNCTION, route, name)
+            if voided is TransferResult.PENDING_ALREADY_VOIDED and reduced is None:
+                # Voided since the look: by a partial reversal, whose reduced hold must not outlive this.
+                after_partial = True
+                if not await self._release_late_reduced_hold(reduced_id):
+                    return ForwardOutcome(Result.SYSTEM_MALFUNCTION, route, name)
+            message = network_reversal(
+                net.profile, record.message, reason=REVERSAL_REASON_CUSTOMER_CANCELLATION, pan=card.pan
+            )
+            key = reversal_key(name, record.message)
+            if after_partial:
+                # The partial reversal went into the queue under this key: the rest is released by a
+                # reversal that is an entry of its own (each send takes the link's next STAN).
+                key = f"{key}:rest"
+        await self.saf.enqueue(SafEntry(network=name, kind="reversal", key=key, message=message))
+        return ForwardOutcome(
+            Result.APPROVED, route, name, network_stan=record.message.get(11), reversal_queued=True
+        )
+
+    async def _hold_reduced(self, hold: Transfer, keep: int) -> Result | None:
+        """Hold `keep` anew in place of `hold` (voided): None once it is held (or was before), else the
+        terminal's answer, with the network left untold."""
+        (held,) = await self.ledger.create_transfers([reduced_hold(hold, keep)])
+        if held is TransferResult.BARRED:
+            # A full reversal came meanwhile: it released the hold here and at the network.
+            log.info("reduced hold not made: the pre-authorization was reversed whole", hold=hold.transfer_id)
+            return Result.APPROVED
+        if held not in (*_APPLIED, TransferResult.EXISTS_WITH_DIFFERENT_FIELDS):
+            log.error(
+                "reduced hold not made; the hold is released whole",
+                hold=hold.transfer_id,
+                ledger_result=held.value,
+            )
+            return Result.SYSTEM_MALFUNCTION  # the terminal's repeat makes it, then tells the network
+        return None
+
+    async def _release_late_reduced_hold(self, reduced_id: str) -> bool:
+        """Bar the reduced hold a crossing partial reversal is about to make (it is then refused), or
+        release the one it made already. False when the ledger refused the release."""
+        if await self.ledger.bar(reduced_id):
+            return True
+        reduced = (await self.ledger.lookup_transfers([reduced_id])).get(reduced_id)
+        if reduced is None or reduced.kind is not TransferKind.PENDING:
+            return True
+        void = resolve_pending(
+            _reversal_transfer_id(reduced_id),
+            reduced,
+            TransferKind.VOID_PENDING,
+            reduced.amount,
+            reference=f"void of {reduced_id}",
+        )
+        (released,) = await self.ledger.create_transfers([void])
+        if released in _REVERSED_ALREADY:
+            return True
+        log.error("reduced hold not released", transfer=reduced_id, ledger_result=released.value)
+        return False
 
     async def original_by_rrn(self, *, terminal_id: str, rrn: str, completion: bool) -> str | None:
         """The transfer id of the forwarded original a follow-up names only by RRN: this terminal's
@@ -576,7 +702,10 @@ class Forwarder:
         if net is None:
             log.error("completion for a network not configured", network=name, transfer_id=transfer_id)
             return ForwardOutcome(Result.SYSTEM_MALFUNCTION, route, name)
-        held = (await self.ledger.lookup_transfers([record.transfer_id])).get(record.transfer_id)
+        reduced_id = reduced_hold_id(record.transfer_id)
+        found = await self.ledger.lookup_transfers([record.transfer_id, reduced_id])
+        # A hold partially reversed was replaced by a reduced one: that is the one to complete.
+        held = found.get(reduced_id) or found.get(record.transfer_id)
         if held is None or held.kind is not TransferKind.PENDING:
             return ForwardOutcome(Result.RECORD_NOT_FOUND, route, name)
         if amount > held.amount:
@@ -783,3 +912,8 @@ def _reversal_transfer(original: Transfer, replacement_amount: int | None) -> Tr
 
 def _reversal_transfer_id(transfer_id: str) -> str:
     return f"rev:{transfer_id}"
+
+
+def _partial_reversal_id(transfer_id: str) -> str:
+    """The void of a hold that a partial reversal replaced by a reduced hold (as on-us)."""
+    return f"rev:{transfer_id}:partial"

@@ -173,6 +173,72 @@ async def test_completion_of_a_forwarded_preauth_reaches_the_network(linked, nam
 
 
 @per_network
+async def test_partial_reversal_of_a_forwarded_preauth_reduces_the_hold_on_both_sides(linked, name):
+    """If a terminal reverses a forwarded 50.00 pre-authorization partially (95: 30.00), then the network
+    holds only 30.00 once the 0420 is delivered, a completion for 30.01 is refused (13), one for 30.00 is
+    answered 00 and takes 30.00 from the network's cardholder; both sides' books moved by 30.00."""
+    switchd, netsims = linked
+    sim, pan, currency = netsims[name], network_card(name, 29), currency_of(name)
+    books = await Books.open(switchd, sim, currency)
+    before = await sim.balance(pan, currency)
+    card = demo_card(pan)
+    async with connect(switchd, terminal_for(name)) as terminal:
+        held = await terminal.transact(TransactionRequest(TxnType.PREAUTH, amount_minor=5000), card)
+        assert held.response_code == "00", held
+        partial = await terminal.transact(
+            TransactionRequest(
+                TxnType.REVERSAL, amount_minor=5000, original=held.original(), actual_amount_minor=3000
+            ),
+            card,
+        )
+        assert partial.response_code == "00", partial
+        await wait_saf_drained(switchd)
+        assert await sim.balance(pan, currency) == before - 3000
+        too_much = await terminal.transact(
+            TransactionRequest(TxnType.COMPLETION, amount_minor=3001, original=held.original()), card
+        )
+        completion = await terminal.transact(
+            TransactionRequest(TxnType.COMPLETION, amount_minor=3000, original=held.original()), card
+        )
+    assert (too_much.response_code, completion.response_code) == ("13", "00")
+    await books.assert_agree(moved=3000)
+    assert await sim.balance(pan, currency) == before - 3000
+
+
+@per_network
+async def test_full_reversal_after_a_partial_one_releases_a_forwarded_preauth_on_both_sides(linked, name):
+    """If a forwarded pre-authorization reduced by a partial reversal is then reversed whole, then the
+    network releases the rest too (a second 0420 of its own), nothing is held on either side and a
+    completion is refused."""
+    switchd, netsims = linked
+    sim, pan, currency = netsims[name], network_card(name, 30), currency_of(name)
+    books = await Books.open(switchd, sim, currency)
+    before = await sim.balance(pan, currency)
+    card = demo_card(pan)
+    async with connect(switchd, terminal_for(name)) as terminal:
+        held = await terminal.transact(TransactionRequest(TxnType.PREAUTH, amount_minor=5000), card)
+        assert held.response_code == "00", held
+        partial = await terminal.transact(
+            TransactionRequest(
+                TxnType.REVERSAL, amount_minor=5000, original=held.original(), actual_amount_minor=3000
+            ),
+            card,
+        )
+        cancel = await terminal.transact(
+            TransactionRequest(TxnType.REVERSAL, amount_minor=5000, original=held.original()), card
+        )
+        assert (partial.response_code, cancel.response_code) == ("00", "00")
+        await wait_saf_drained(switchd)
+        assert await sim.balance(pan, currency) == before
+        completion = await terminal.transact(
+            TransactionRequest(TxnType.COMPLETION, amount_minor=3000, original=held.original()), card
+        )
+    assert completion.response_code != "00"
+    await books.assert_agree(moved=0)
+    assert await sim.balance(pan, currency) == before
+
+
+@per_network
 async def test_reversal_of_a_forwarded_completion_reaches_the_network(linked, name):
     """If a terminal reverses its completion of a forwarded pre-authorization, then it is answered 00 and
     the network's 0420 of the 0220 gives its cardholder the money back; both sides' books are as before."""

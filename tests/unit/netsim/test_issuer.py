@@ -160,3 +160,56 @@ def test_completion_above_the_hold_or_for_another_card_is_acked_without_effect()
     assert subject.ledger.positions[364].issuer_holds_minor == 5000
     done = subject.handle(_completion("000023", 5000, names=preauth), now=0.0, now_utc=NOW, signed_on=True)
     assert done.outcome == "completion_applied"
+
+
+def _hold_reversal(stan: str, names: Message, keep: int | None) -> Message:
+    f90 = names.mti + names[11] + names[7] + "00000990001" + "0" * 11
+    extra = {} if keep is None else {95: f"{keep:012d}".ljust(42, "0")}
+    return request("0420", stan, {4: names[4], 90: f90, **extra})
+
+
+def test_a_partially_reversed_preauth_can_be_completed_for_what_is_left():
+    """If a pre-auth of 50.00 is partially reversed to 30.00 (95), then 20.00 is released, a repeat of that
+    reversal releases nothing more, a completion for more than 30.00 is not applied, and one for 30.00
+    is: nothing stays held and 30.00 is posted."""
+    subject = issuer()
+    preauth = request("0100", "000030", {4: "000000005000"})
+    assert subject.handle(preauth, now=0.0, now_utc=NOW, signed_on=True).response.get(39) == "00"
+    position = subject.ledger.positions[364]
+    partial = _hold_reversal("000031", preauth, 3000)
+    first = subject.handle(partial, now=0.0, now_utc=NOW, signed_on=True)
+    assert (first.outcome, first.clearing.amount_minor if first.clearing else None) == (
+        "reversal_applied",
+        2000,
+    )
+    assert position.issuer_holds_minor == 3000
+    assert subject.handle(partial, now=0.0, now_utc=NOW, signed_on=True).outcome in (
+        "reversal_repeat",
+        "repeat",
+    )
+    assert position.issuer_holds_minor == 3000
+    too_much = subject.handle(
+        _completion("000032", 3001, names=preauth), now=0.0, now_utc=NOW, signed_on=True
+    )
+    assert too_much.outcome == "completion_not_applicable"
+    done = subject.handle(_completion("000033", 3000, names=preauth), now=0.0, now_utc=NOW, signed_on=True)
+    assert done.outcome == "completion_applied"
+    assert (position.issuer_holds_minor, position.as_issuer_minor) == (0, 3000)
+
+
+def test_a_full_reversal_after_a_partial_one_releases_the_rest_of_the_hold():
+    """If a pre-auth reduced by a partial reversal is then reversed whole, then the rest is released; a
+    second partial reversal (it keeps more than is left) and a repeat release nothing."""
+    subject = issuer()
+    preauth = request("0100", "000040", {4: "000000005000"})
+    subject.handle(preauth, now=0.0, now_utc=NOW, signed_on=True)
+    position = subject.ledger.positions[364]
+    subject.handle(_hold_reversal("000041", preauth, 3000), now=0.0, now_utc=NOW, signed_on=True)
+    more = subject.handle(_hold_reversal("000042", preauth, 4000), now=0.0, now_utc=NOW, signed_on=True)
+    assert (more.outcome, position.issuer_holds_minor) == ("reversal_repeat", 3000)
+    rest = subject.handle(_hold_reversal("000043", preauth, None), now=0.0, now_utc=NOW, signed_on=True)
+    assert (rest.outcome, position.issuer_holds_minor) == ("reversal_applied", 0)
+    again = subject.handle(_hold_reversal("000044", preauth, None), now=0.0, now_utc=NOW, signed_on=True)
+    assert again.outcome == "reversal_repeat"
+    late = subject.handle(_completion("000045", 1000, names=preauth), now=0.0, now_utc=NOW, signed_on=True)
+    assert (late.outcome, position.as_issuer_minor) == ("completion_not_applicable", 0)

@@ -41,6 +41,7 @@ from switch.iso.message import Message
 from switch.pipeline.forward import (
     Forwarder,
     ForwardingNetwork,
+    ForwardOutcome,
     ForwardRequest,
     network_settlement_account_id,
     settlement_accounts_for,
@@ -761,6 +762,86 @@ async def test_reversal_of_a_preauth_voids_the_hold(rig):
     card = rig.forward_request().acquired.card
     await rig.forwarder.reverse(original_transfer_id=TRANSFER_ID, card=card)
     assert await rig.pending(MERCHANT_ACCOUNT) == 0
+
+
+async def _complete(rig: Rig, amount: int, stan: str) -> ForwardOutcome | None:
+    return await rig.forwarder.complete(
+        original_transfer_id=TRANSFER_ID,
+        transfer_id=f"POS00001:1123193600:{stan}",
+        card=rig.forward_request().acquired.card,
+        amount=amount,
+        currency=840,
+        transmitted=TRANSMITTED,
+    )
+
+
+async def test_partial_reversal_of_a_preauth_reduces_the_hold_here_and_at_the_network(rig):
+    """If a forwarded pre-authorization of 7.00 is reversed with 95 of 4.00, then 4.00 stays held, the
+    network gets one 0420 with 95 (a repeat queues nothing more), a completion above 4.00 is refused (13)
+    and one of 4.00 posts 4.00 with its advice."""
+    await rig.forwarder.forward(rig.forward_request(TransactionType.PREAUTH, amount=700))
+    card = rig.forward_request().acquired.card
+    for _ in range(2):
+        outcome = await rig.forwarder.reverse(
+            original_transfer_id=TRANSFER_ID, card=card, replacement_amount=400
+        )
+        assert outcome is not None and outcome.result is Result.APPROVED
+    assert await rig.pending(MERCHANT_ACCOUNT) == 400
+    (reversal,) = reversals(rig)
+    assert reversal.message[95].startswith("000000000400")
+    too_much = await _complete(rig, 500, "000043")
+    assert too_much is not None and too_much.result is Result.INVALID_AMOUNT
+    done = await _complete(rig, 400, "000044")
+    assert done is not None and done.result is Result.APPROVED
+    assert (await rig.pending(MERCHANT_ACCOUNT), await rig.balance(MERCHANT_ACCOUNT)) == (0, 400)
+    (advice,) = advices(rig)
+    assert advice.message[4] == "000000000400"
+
+
+async def test_full_reversal_after_a_partial_one_releases_the_rest_here_and_at_the_network(rig):
+    """If a forwarded pre-authorization reduced by a partial reversal is then reversed whole, then nothing
+    stays held, and the network gets a second 0420 without 95, under a queue key of its own (so the queue
+    does not take it for the first one); a repeat of it queues nothing more."""
+    await rig.forwarder.forward(rig.forward_request(TransactionType.PREAUTH, amount=700))
+    card = rig.forward_request().acquired.card
+    await rig.forwarder.reverse(original_transfer_id=TRANSFER_ID, card=card, replacement_amount=400)
+    for _ in range(2):
+        outcome = await rig.forwarder.reverse(original_transfer_id=TRANSFER_ID, card=card)
+        assert outcome is not None and outcome.result is Result.APPROVED
+    assert await rig.pending(MERCHANT_ACCOUNT) == 0
+    partial, rest = reversals(rig)
+    assert 95 not in rest.message.numbers
+    assert rest.message[90] == partial.message[90]
+    assert rest.key != partial.key
+    late = await _complete(rig, 400, "000045")
+    assert late is not None and late.result is Result.RECORD_NOT_FOUND
+
+
+async def test_partial_reversal_of_a_preauth_crossing_a_full_one_leaves_nothing_held(rig):
+    """If a partial reversal of a forwarded pre-authorization reduces the hold after a full reversal has
+    looked and before it posts, then the full one still releases the reduced hold and tells the network
+    to release the rest."""
+    await rig.forwarder.forward(rig.forward_request(TransactionType.PREAUTH, amount=700))
+    card = rig.forward_request().acquired.card
+    inner = rig.ledger.create_transfers
+    crossed: list[ForwardOutcome | None] = []
+
+    async def crossing(transfers: Sequence[Transfer]) -> list[TransferResult]:
+        if not crossed and any(t.transfer_id == f"rev:{TRANSFER_ID}" for t in transfers):
+            crossed.append(
+                await rig.forwarder.reverse(
+                    original_transfer_id=TRANSFER_ID, card=card, replacement_amount=400
+                )
+            )
+        return await inner(transfers)
+
+    rig.ledger.create_transfers = crossing
+    outcome = await rig.forwarder.reverse(original_transfer_id=TRANSFER_ID, card=card)
+    assert outcome is not None and outcome.result is Result.APPROVED
+    assert crossed[0] is not None and crossed[0].result is Result.APPROVED
+    assert await rig.pending(MERCHANT_ACCOUNT) == 0
+    partial, rest = reversals(rig)
+    assert (95 in partial.message.numbers, 95 in rest.message.numbers) == (True, False)
 
 
 async def test_reversal_of_a_standin_names_the_advice(rig):
