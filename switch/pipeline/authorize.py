@@ -1177,7 +1177,11 @@ class Authorizer:
             transfer_id = ctx.own_id
         else:
             forwarded = await self.forwarder.void(
-                original_transfer_id=original_id, card=ctx.card_data, amount=ctx.amount, currency=ctx.currency
+                original_transfer_id=original_id,
+                card=ctx.card_data,
+                amount=ctx.amount,
+                currency=ctx.currency,
+                transfer_id=ctx.own_id,
             )
             transfer_id = f"rev:{original_id}"
         if forwarded is None:

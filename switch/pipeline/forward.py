@@ -32,6 +32,7 @@ link and to the store-and-forward queue only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -474,6 +475,15 @@ class Forwarder:
             return ForwardOutcome(Result.FORMAT_ERROR, route, name)
         if card.pan.masked != record.pan_masked:
             return ForwardOutcome(Result.RECORD_NOT_FOUND, route, name)  # another card: not this original
+        if record.message.mti[:2] == "04":
+            # A void: the network has reversed the original, and a reversal cannot be reversed there. The
+            # terminal is acknowledged, as for any original with nothing to undo; the operator is told.
+            log.warning(
+                "reversal of a forwarded void has no effect: the network reversed the original",
+                network=name,
+                transfer_id=original_transfer_id,
+            )
+            return ForwardOutcome(Result.APPROVED, route, name)
         net = self.networks.get(name)
         if net is None:
             # Nothing changed: a repeat once the network is configured again does it all.
@@ -652,29 +662,52 @@ class Forwarder:
         return candidates[0].transfer_id if len(candidates) == 1 else None
 
     async def void(
-        self, *, original_transfer_id: str, card: CardData, amount: int, currency: int
+        self,
+        *,
+        original_transfer_id: str,
+        card: CardData,
+        amount: int,
+        currency: int,
+        transfer_id: str | None = None,
     ) -> ForwardOutcome | None:
         """A terminal's void of a forwarded purchase (or withdrawal, cashback, refund): to the network it is
         a reversal of the original, in full, or partial when `amount` is less than the original's; the
         ledger posting is given back as much. A pre-authorization is not voided (it is reversed) and an
         original voided or reversed already is not voided again: both are answered 25, as on-us; another
         currency than the original's is answered as unsupported. None when no forwarded transaction of
-        that id moved money."""
+        that id moved money. The void is kept as a forwarded transaction of its own (`transfer_id`, the
+        void's identity), so that a terminal's reversal of it is known for what it is (see `reverse`)."""
         record = await self.forwarded.find(original_transfer_id)
         if record is None:
             return None
-        if record.message.mti == "0100":
+        if record.message.mti == "0100" or record.message.mti[:2] == "04":
             return ForwardOutcome(Result.RECORD_NOT_FOUND, record.route, record.network)
         if currency != record.currency:
             return ForwardOutcome(Result.UNSUPPORTED_CURRENCY, record.route, record.network)
         reversal_id = _reversal_transfer_id(record.transfer_id)
         if reversal_id in await self.ledger.lookup_transfers([reversal_id]):
             return ForwardOutcome(Result.RECORD_NOT_FOUND, record.route, record.network)
-        return await self.reverse(
+        outcome = await self.reverse(
             original_transfer_id=original_transfer_id,
             card=card,
             replacement_amount=record.amount - amount if amount < record.amount else None,
         )
+        if transfer_id is not None and outcome is not None and outcome.reversal_queued:
+            try:
+                await self.forwarded.record(
+                    dataclasses.replace(
+                        record,
+                        transfer_id=transfer_id,
+                        message=record.message.with_fields({}, mti="0420"),
+                        amount=amount,
+                        created_at=self.clock.now(),
+                    )
+                )
+            except Exception as exc:
+                # The void stands (the network's reversal is queued); only what a later reversal of it
+                # would be told about is missing: it would be acknowledged without effect all the same.
+                log.warning("forwarded void not recorded", transfer_id=transfer_id, error=type(exc).__name__)
+        return outcome
 
     async def complete(
         self,

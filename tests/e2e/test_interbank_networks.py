@@ -264,7 +264,8 @@ async def test_reversal_of_a_forwarded_completion_reaches_the_network(linked, na
 @per_network
 async def test_void_of_a_forwarded_purchase_gives_the_money_back_at_the_network(linked, name):
     """If a terminal voids a forwarded purchase, then it is answered 00 and the network's 0420 gives its
-    cardholder the money back; both sides' books are as before the purchase."""
+    cardholder the money back; both sides' books are as before the purchase, and stay so when the
+    terminal then reverses its void (00, logged as without effect)."""
     switchd, netsims = linked
     sim, pan, currency = netsims[name], network_card(name, 26), currency_of(name)
     books = await Books.open(switchd, sim, currency)
@@ -276,7 +277,22 @@ async def test_void_of_a_forwarded_purchase_gives_the_money_back_at_the_network(
         void = await terminal.transact(
             TransactionRequest(TxnType.VOID, amount_minor=2000, original=sale.original()), card
         )
-    assert void.response_code == "00"
+        assert void.response_code == "00"
+        await books.assert_agree(moved=0)
+        assert await sim.balance(pan, currency) == before
+        # The void went to the network as a reversal, which cannot be undone there: its reversal is
+        # acknowledged without effect, and an operator is told.
+        undo = await terminal.transact(
+            TransactionRequest(TxnType.REVERSAL, amount_minor=2000, original=void.original()), card
+        )
+    assert undo.response_code == "00"
+    await wait_for_log(
+        switchd,
+        lambda e: (
+            e.get("event", "").startswith("reversal of a forwarded void has no effect")
+            and e.get("network") == name
+        ),
+    )
     await books.assert_agree(moved=0)
     assert await sim.balance(pan, currency) == before
 

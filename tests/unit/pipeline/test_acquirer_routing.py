@@ -5,6 +5,7 @@ table in memory and the fakes of test_forward.py for the links, store-and-forwar
 from __future__ import annotations
 
 import pytest
+import structlog
 
 from hsm.crypto.des import kcv_tdes
 from hsm.crypto.pinblock import decrypt_pin_block
@@ -293,6 +294,28 @@ async def test_void_of_a_forwarded_purchase_gives_it_back_and_queues_a_reversal(
     outcome = await rig.handle(again)
     assert outcome.response is not None and outcome.response[39] == "25"
     assert len(rig.saf.entries) == 1 and await settlement_owed(rig) == 500
+
+
+async def test_reversal_of_a_forwarded_void_is_acknowledged_without_effect_and_logged(rig):
+    """If a terminal reverses its void of a forwarded purchase, then it is answered 00, nothing moves and
+    nothing more goes to the network (a reversal cannot be undone there), and a warning says so; no log
+    line holds the PAN."""
+    purchase = rig.request(amount=2000)
+    await rig.handle(purchase)
+    void = rig.request(processing_code="020000", amount=2000, pin=False, extra={90: names(purchase)})
+    assert (await rig.handle(void)).result is Result.APPROVED
+    reversal = rig.request(
+        mti="0400", processing_code="020000", amount=2000, pin=False, extra={90: names(void)}
+    )
+    with structlog.testing.capture_logs() as logs:
+        outcome = await rig.handle(reversal)
+    assert outcome.response is not None and outcome.response[39] == "00"
+    assert await settlement_owed(rig) == 0
+    assert [e.kind for e in rig.saf.entries] == ["reversal"]
+    assert any(e["event"].startswith("reversal of a forwarded void has no effect") for e in logs)
+    assert FOREIGN not in repr(logs)
+    again = rig.request(processing_code="020000", amount=2000, pin=False, extra={90: names(void)})
+    assert (await rig.handle(again)).response[39] == "25"  # a void is not voided
 
 
 async def test_void_of_a_forwarded_preauth_is_25(rig):
