@@ -849,7 +849,15 @@ class Authorizer:
         if ctx.card_data is not None and not await self._card_took_part(ctx.card_data.pan, first):
             # The reversal names a card (2 or 35) that is not the original's: it is not a reversal of
             # that original, so, like one of an unknown original, it is acknowledged without effect.
-            log.warning("reversal card does not match its original", original=original_id)
+            if await self.directory.card_by_pan(ctx.card_data.pan) is None:
+                # A foreign card, and a posting of ours under that id: a forwarded transaction whose record
+                # is missing (its writing failed), so the network's reversal cannot be built from it.
+                log.error(
+                    "reversal of a forwarded transaction without its record: nothing reversed",
+                    original=original_id,
+                )
+            else:
+                log.warning("reversal card does not match its original", original=original_id)
             return self._finish(ctx, Result.APPROVED)
         ctx.currency = first.currency
         ctx.transfer_id = f"rev:{original_id}"

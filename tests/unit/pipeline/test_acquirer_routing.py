@@ -318,6 +318,25 @@ async def test_reversal_of_a_forwarded_void_is_acknowledged_without_effect_and_l
     assert (await rig.handle(again)).response[39] == "25"  # a void is not voided
 
 
+async def test_reversal_of_a_forwarded_completion_without_its_record_is_logged_as_such(rig):
+    """If a forwarded completion's record is missing (its writing failed) and the terminal reverses the
+    completion, then it is acknowledged without effect and the error log says the record is missing, not
+    that the card does not match."""
+    preauth = rig.request(mti="0100", amount=5000)
+    await rig.handle(preauth)
+    completion = rig.request(mti="0220", amount=3000, pin=False, extra={90: names(preauth)})
+    assert (await rig.handle(completion)).result is Result.APPROVED
+    del rig.forwarded.records[f"{completion[41]}:{completion[7]}:{completion[11]}"]
+    reversal = rig.request(mti="0400", amount=3000, pin=False, extra={90: names(completion)})
+    with structlog.testing.capture_logs() as logs:
+        outcome = await rig.handle(reversal)
+    assert outcome.response is not None and outcome.response[39] == "00"
+    assert await settlement_owed(rig) == 3000
+    events = [e["event"] for e in logs]
+    assert "reversal of a forwarded transaction without its record: nothing reversed" in events
+    assert "reversal card does not match its original" not in events
+
+
 async def test_void_of_a_forwarded_preauth_is_25(rig):
     """If a terminal voids a forwarded pre-authorization, then 25 (a hold is cancelled by a reversal)."""
     preauth = rig.request(mti="0100", amount=5000)
