@@ -58,6 +58,7 @@ from switch.pipeline.authorize import Authorizer, NetworkRequests
 from switch.pipeline.forward import Forwarder, ForwardingNetwork, settlement_accounts_for
 from switch.pipeline.issuer import IssuerNetwork, advice_suspense_account_id, issuer_response_codes
 from switch.pipeline.network_keys import NetworkKeys
+from switch.ports import Clock
 from switch.terminal_service import TerminalService
 
 __all__ = ["ReadyInfo", "run_switch", "switch_version"]
@@ -324,12 +325,22 @@ async def _build_interbank(
         # The PAN vault's keyed hash: stand-in counters are per card, and their keys are stored in clear.
         return vault.lookup_hash(pan).hex()[:32]
 
+    forwarded = PgForwardedTransactions(db)
+    services.start_soon(
+        _prune_interbank,
+        queue,
+        forwarded,
+        clock,
+        config.ledger.hold_expiry_check_s,
+        saf.finished_keep_s,
+        config.ledger.forwarded_keep_s,
+    )
     forwarder = Forwarder(
         networks=forwarding,
         hsm=hsm,
         ledger=ledger,
         saf=worker,
-        forwarded=PgForwardedTransactions(db),
+        forwarded=forwarded,
         settlement_accounts=settlement_accounts_for(
             (name, currency) for name, network in enabled.items() for currency in network.currencies
         ),
@@ -442,6 +453,33 @@ async def _expire_holds(
                 log.info("holds expired", released=released)
             if pruned:
                 log.info("barred ids pruned", pruned=pruned)
+        await trio.sleep(interval_s)
+
+
+async def _prune_interbank(
+    queue: PgSafQueue,
+    forwarded: PgForwardedTransactions,
+    clock: Clock,
+    interval_s: float,
+    finished_keep_s: float,
+    forwarded_keep_s: float,
+) -> None:
+    """Delete store-and-forward entries acknowledged or purged longer than `finished_keep_s` ago (expired
+    ones stay: money at risk) and forwarded-transaction records older than `forwarded_keep_s`, so neither
+    table, nor the encrypted PANs in the queue, grows without end. As many rows a pass as the sweep's
+    limit; a backlog goes in the passes after."""
+    while True:
+        try:
+            now = clock.now()
+            entries = await queue.prune_finished(now - timedelta(seconds=finished_keep_s))
+            records = await forwarded.prune(now - timedelta(seconds=forwarded_keep_s))
+        except Exception as exc:  # keep sweeping; a database hiccup must not stop it for good
+            log.error("interbank housekeeping failed", error=type(exc).__name__)
+        else:
+            if entries or records:
+                log.info(
+                    "interbank housekeeping", saf_entries_deleted=entries, forwarded_records_deleted=records
+                )
         await trio.sleep(interval_s)
 
 

@@ -63,6 +63,12 @@ def _check_positive(value: float) -> str | None:
     return None if value > 0 else "a number greater than 0"
 
 
+def _check_forwarded_keep(value: float) -> str | None:
+    # A forwarded pre-authorization is held for 7 days (switch.pipeline.forward): its record must outlive
+    # the hold, or its completion would find no original.
+    return None if value >= 8 * 24 * 3600 else "at least 691200 (8 days)"
+
+
 def _check_non_negative(value: float) -> str | None:
     return None if value >= 0 else "a number of 0 or more"
 
@@ -145,6 +151,12 @@ class LedgerConfig:
         30 * 24 * 3600.0,
         check=_check_positive,
         doc="how long the id of an original whose reversal came first stays barred (pruned by the hold sweep)",
+    )
+    forwarded_keep_s: float = _field(
+        30 * 24 * 3600.0,
+        check=_check_forwarded_keep,
+        doc="how long a forwarded transaction's record is kept for its reversal or completion (pruned by the "
+        "hold sweep; at least 8 days: a forwarded pre-authorization is held 7)",
     )
 
 
@@ -274,6 +286,11 @@ class SafConfig:
     )
     error_pause_s: float = _field(
         5.0, check=_check_positive, doc="after a failed pass (database down), wait this long"
+    )
+    finished_keep_s: float = _field(
+        30 * 24 * 3600.0,
+        check=_check_positive,
+        doc="acknowledged and purged entries are deleted this long after they finished (expired ones are kept)",
     )
 
 

@@ -242,6 +242,25 @@ class PgForwardedTransactions:
         )
         return [_forwarded_record(row) for row in rows]
 
+    async def prune(self, before: datetime, limit: int = 10_000) -> int:
+        """Forget records created before `before`, at most `limit`: a reversal or completion that names
+        one later finds no forwarded original (acknowledged without effect, or 25). Not part of the
+        port: housekeeping of this store."""
+        deleted = await self.database.fetchval(
+            """
+            WITH old AS (
+                SELECT transfer_id FROM forwarded_transactions WHERE created_at < $1 ORDER BY created_at LIMIT $2
+            ), gone AS (
+                DELETE FROM forwarded_transactions AS f USING old WHERE f.transfer_id = old.transfer_id
+                RETURNING 1
+            )
+            SELECT count(*) FROM gone
+            """,
+            before,
+            limit,
+        )
+        return int(deleted)
+
     def stats(self) -> RecordBatchStats:
         return RecordBatchStats(
             statements=self._statements,

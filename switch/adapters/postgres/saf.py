@@ -468,6 +468,27 @@ class PgSafQueue:
             )
         return listings
 
+    async def prune_finished(self, before: datetime, limit: int = 10_000) -> int:
+        """Delete entries acknowledged or purged before `before`, at most `limit` (their encrypted PAN with
+        them). Entries that expired undelivered are kept whatever their age: money at risk until an
+        operator retries or purges them. A key whose entry is gone may be queued again, and would be
+        sent again: the keep time (`saf.finished_keep_s`) is far longer than anything repeats."""
+        deleted = await self.database.fetchval(
+            f"""
+            WITH old AS (
+                SELECT entry_id FROM saf_queue
+                 WHERE state IN ('{SafState.ACKNOWLEDGED.value}', '{SafState.PURGED.value}') AND finished_at < $1
+                 ORDER BY finished_at LIMIT $2
+            ), gone AS (
+                DELETE FROM saf_queue AS q USING old WHERE q.entry_id = old.entry_id RETURNING 1
+            )
+            SELECT count(*) FROM gone
+            """,
+            before,
+            limit,
+        )
+        return int(deleted)
+
     # -- rows --------------------------------------------------------------------------------------------
 
     def _record(self, row: asyncpg.Record, *, pan_required: bool = True) -> SafRecord:

@@ -389,6 +389,23 @@ async def test_forwarded_transactions_are_found_by_rrn_on_their_terminal(db):
     assert await store.find_by_rrn("POS00001", "632719000099") == []
 
 
+async def test_forwarded_records_older_than_the_cut_off_are_pruned(db):
+    """If records were made a day apart, then a prune deletes those made before its cut-off only, at most
+    its limit a call, and the rest are still found."""
+    store = PgForwardedTransactions(db)
+    for day in range(3):
+        entry = dataclasses.replace(
+            forwarded(f"POS00001:1123193500:00004{day}"), created_at=NOW + timedelta(days=day)
+        )
+        assert await store.record(entry)
+    cut_off = NOW + timedelta(days=2)
+    assert await store.prune(cut_off, limit=1) == 1
+    assert await store.find("POS00001:1123193500:000040") is None
+    assert await store.prune(cut_off) == 1
+    assert await store.prune(cut_off) == 0
+    assert await store.find("POS00001:1123193500:000042") is not None
+
+
 async def test_forwarded_transaction_with_card_data_is_refused(db):
     """If a record would hold the PAN, then it is refused before the database and nothing is stored."""
     with pytest.raises(ValueError, match="card data"):

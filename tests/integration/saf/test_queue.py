@@ -256,3 +256,28 @@ async def test_entry_whose_pan_does_not_decrypt_is_set_aside_not_left_at_the_hea
     [back] = await queue.retry(network="visa", include_expired=True)
     again = await queue.claim_next("visa", holder="w1", lease_s=LEASE_S)
     assert back.key == key and again is not None and again.message == reversal(1).message
+
+
+async def test_prune_deletes_old_acknowledged_and_purged_entries_and_keeps_expired_ones(
+    queue: PgSafQueue, clock: ManualClock, db: Database
+) -> None:
+    """If entries finished long enough ago (one acknowledged, one purged, one expired undelivered), then
+    the prune deletes the acknowledged and the purged ones, never the expired one (money at risk) nor
+    one still queued, nor any that finished after the cut-off."""
+    for n in range(1, 5):
+        await queue.enqueue(reversal(n))
+    head = await queue.claim_next("visa", holder="w1", lease_s=LEASE_S)
+    sent = head.message.with_fields({11: "000001", 7: "1123193500"})
+    assert await queue.acknowledge(head.entry_id, sent=sent, response_code="00")
+    await queue.purge(entry_ids=[2], reason="settled by phone")
+    await db.execute(
+        "UPDATE saf_queue SET state = 'expired', finished_at = $1 WHERE entry_id = 3", clock.now()
+    )
+    cut_off = clock.now()
+    assert await queue.prune_finished(cut_off) == 0  # finished at the cut-off, not before it
+    clock.advance(1)
+    assert await queue.prune_finished(clock.now(), limit=1) == 1
+    assert await queue.prune_finished(clock.now()) == 1
+    rows = await db.fetch("SELECT entry_id, state FROM saf_queue ORDER BY entry_id")
+    assert [(r["entry_id"], r["state"]) for r in rows] == [(3, "expired"), (4, "queued")]
+    assert await queue.prune_finished(clock.now()) == 0
