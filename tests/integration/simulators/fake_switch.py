@@ -32,6 +32,7 @@ OPENING_BALANCE = 1_000_000
 class FakeSwitch:
     tmk: bytes = bytes.fromhex(demo.DEMO_TMK_HEX)
     corrupt_kcv: bool = False
+    corrupt_response_mac: bool = False  # MAC responses with the wrong key
     key_exchange_code: str = "00"
     keys: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # terminal id -> (TPK, TAK)
     requests: list[Message] = field(default_factory=list)
@@ -83,7 +84,8 @@ class FakeSwitch:
         response = self._answer(request)
         keys = self.keys.get(request.get(41) or "")
         if request.get(64) is not None and keys is not None:
-            response = response.with_fields({64: self._mac(response, keys[1])})
+            tak = bytes(16) if self.corrupt_response_mac else keys[1]
+            response = response.with_fields({64: self._mac(response, tak)})
         return response
 
     def _answer(self, request: Message) -> Message:

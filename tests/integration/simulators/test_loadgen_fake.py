@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
 from simulators import loadgen
 
 
@@ -27,6 +29,25 @@ def test_two_second_run_reports_tps_percentiles_and_codes(fake_switch):
     assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"] <= summary["latency_ms"]["max"]
     signed_on = {m[41] for m in fake_switch.requests if m.mti == "0800" and m.get(70) == "001"}
     assert signed_on == {"POS00001", "POS00002", "POS00003"}
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_response_macs_are_verified(fake_switch, corrupt):
+    """If loadgen runs with --mac, then the responses' MACs are checked under the TAK: right ones are
+    counted by their code (00), wrong ones as bad_mac."""
+    fake_switch.corrupt_response_mac = corrupt
+    out = io.StringIO()
+    code = loadgen.main(
+        [
+            "--port", str(fake_switch.port), "--terminals", "2", "--rate", "0", "--count", "20",
+            "--mix", "purchase=100", "--mac", "--json",
+        ],
+        out=out,
+    )  # fmt: skip
+    summary = json.loads(out.getvalue().splitlines()[-1])
+    assert code == 0 and summary["answered"] == 20
+    assert summary["response_codes"] == {"bad_mac" if corrupt else "00": 20}
+    assert all(m.get(64) is not None for m in fake_switch.requests if m.mti == "0200")
 
 
 def test_count_bounded_max_rate_run_sends_exactly_count(fake_switch):
