@@ -33,14 +33,11 @@ from decimal import Decimal, InvalidOperation
 import asyncpg
 import trio
 
-from hsm.client import HsmClient, InProcessTransport
-from hsm.host.processor import HostCommandProcessor
-from hsm.keys import KeyVault
-from hsm.lmk import VariantLmk
+from hsm.client import HsmClient
 from switch.adapters.postgres.db import Database
 from switch.adapters.postgres.directory import DirectoryError, PgDirectory, VaultKeyError, VaultKeyStore
 from switch.adapters.postgres.ledger import PgLedger
-from switch.cli.common import fail, load_config_or_exit, open_database
+from switch.cli.common import fail, load_config_or_exit, open_cli_hsm, open_database
 from switch.cli.demo_seed import FUNDING_ACCOUNT_ID, SeedError, seed_demo
 from switch.domain.ledger_types import Transfer, TransferKind, TransferResult
 from switch.domain.model import AccountKind, CardStatus, Pan
@@ -51,10 +48,6 @@ __all__ = ["register"]
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
-TEST_LMK_WARNING = (
-    "WARNING: using an in-process HSM with the PUBLIC TEST LMK. Keys and PINs under it are not secret: "
-    "test and demo data only."
-)
 _ACCOUNT_NAMES = {
     AccountKind.DEFAULT: "default",
     AccountKind.SAVINGS: "savings",
@@ -155,9 +148,7 @@ Command = Callable[[_Context], Awaitable[int]]
 @asynccontextmanager
 async def _context(args: argparse.Namespace) -> AsyncIterator[_Context]:
     config = load_config_or_exit(args.config)
-    print(TEST_LMK_WARNING, file=sys.stderr)
-    hsm = HsmClient(InProcessTransport(HostCommandProcessor(KeyVault(VariantLmk.test_lmk()))))
-    async with open_database(config) as db:
+    async with open_cli_hsm(config) as hsm, open_database(config) as db:
         try:
             vault = await VaultKeyStore(db, hsm).load_or_create()
         except asyncpg.UndefinedTableError:

@@ -9,11 +9,21 @@ from pathlib import Path
 
 import trio
 
+from hsm.client import HsmClient, InProcessTransport
+from hsm.host.processor import HostCommandProcessor
+from hsm.keys import KeyVault
+from hsm.lmk import VariantLmk
+from switch.adapters.hsm import HsmSetupError, open_hsm
 from switch.adapters.postgres.db import Database, DatabaseSettings
 from switch.adapters.postgres.embedded import EmbeddedPostgres
 from switch.config import Config, ConfigError, load_config
 
-__all__ = ["fail", "load_config_or_exit", "open_database"]
+__all__ = ["TEST_LMK_WARNING", "fail", "load_config_or_exit", "open_cli_hsm", "open_database"]
+
+TEST_LMK_WARNING = (
+    "WARNING: using an in-process HSM with the PUBLIC TEST LMK. Keys and PINs under it are not secret: "
+    "test and demo data only."
+)
 
 
 def fail(message: str, code: int = 2) -> SystemExit:
@@ -54,3 +64,23 @@ async def open_database(config: Config) -> AsyncIterator[Database]:
         if embedded is not None and started:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(embedded.stop)
+
+
+@asynccontextmanager
+async def open_cli_hsm(config: Config) -> AsyncIterator[HsmClient]:
+    """The HSM as switchd would use it: hsmd over TCP (`hsm.mode = "tcp"`) or the in-process HSM with the
+    LMK file of `hsm.lmk_file`; with neither configured, the in-process HSM with the PUBLIC test LMK of
+    the demo (`switchd run --demo`), announced on stderr."""
+    if config.hsm.mode == "tcp" or config.hsm.lmk_file:
+        try:
+            client = open_hsm(config.hsm, allow_test_lmk=False)[0].client
+        except HsmSetupError as exc:
+            raise fail(str(exc)) from None
+    else:
+        print(TEST_LMK_WARNING, file=sys.stderr)
+        client = HsmClient(InProcessTransport(HostCommandProcessor(KeyVault(VariantLmk.test_lmk()))))
+    try:
+        yield client
+    finally:
+        with trio.CancelScope(shield=True):
+            await client.aclose()

@@ -1,0 +1,148 @@
+"""`switchctl keys list|zmk`: the networks' zone keys (docs/networks.md, "Keys").
+
+- `list`: per network, the ZMK's check value and the current and previous ZPK (index, check value, when
+  installed). Check values only: no key, not even under the LMK, is printed.
+- `zmk NETWORK --key KEY --kcv KCV`: install the network's zone master key, given under the LMK (as
+  `hsmd key import-components` prints it after the custodians entered their clear components) with its
+  check value. The HSM computes the check value of KEY as a ZMK (command BU): when it is not KCV (a typo,
+  another LMK, another key type) nothing is stored. A running switchd uses the new ZMK at its next key
+  exchange with that network; the ZPKs it holds stay valid until then.
+
+The HSM is the one switchd would use (`hsm.mode`, `hsm.lmk_file`), else the demo's public test LMK.
+Exit codes: 0 done (or listed), 1 refused, 2 usage or environment error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import UTC, datetime
+
+import asyncpg
+import trio
+
+from hsm.client import HsmClient
+from switch.adapters.postgres.network_keys import PgNetworkKeyStore
+from switch.cli.common import fail, load_config_or_exit, open_cli_hsm, open_database
+from switch.logs import configure_logging
+
+__all__ = ["register", "zmk_check_value"]
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+
+_NETWORK = re.compile(r"[a-z0-9_]{1,32}")
+# A key under the LMK as the HSM takes it: an optional scheme letter, then 16, 32 or 48 hex digits.
+_KEY = re.compile(r"([UTXYZ]?)([0-9A-F]{16}|[0-9A-F]{32}|[0-9A-F]{48})")
+_KCV = re.compile(r"[0-9A-F]{6}")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `keys` command."""
+    keys = subparsers.add_parser("keys", help="networks' zone keys: list, set a ZMK")
+    sub = keys.add_subparsers(dest="keys_command", required=True)
+    listing = sub.add_parser("list", help="check values of each network's ZMK and ZPKs")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(func=_list)
+    zmk = sub.add_parser("zmk", help="install a network's zone master key (under the LMK, with its KCV)")
+    zmk.add_argument("network", metavar="NETWORK", help="the network's name, as in [networks.<name>]")
+    zmk.add_argument("--key", required=True, help="the ZMK under the LMK (scheme letter and hex)")
+    zmk.add_argument("--kcv", required=True, help="its check value, 6 hex digits")
+    zmk.set_defaults(func=_zmk)
+
+
+async def zmk_check_value(hsm: HsmClient, key: str) -> str | None:
+    """The 6-digit check value the HSM computes for `key` (under the LMK) as a ZMK, or None when the HSM
+    refuses it (not a ZMK under this LMK: parity, length, scheme)."""
+    found = _KEY.fullmatch(key)
+    if found is None:
+        return None
+    length_flag = {16: "0", 32: "1", 48: "2"}[len(found.group(2))]
+    code, data = await hsm.call("BU", f"FF{length_flag}{key};000;001")
+    return data[:6] if code == "00" else None
+
+
+def _zmk(args: argparse.Namespace) -> int:
+    network = args.network
+    key = args.key.strip().upper()
+    kcv = args.kcv.strip().upper()
+    if _NETWORK.fullmatch(network) is None:
+        raise fail("a network name is 1-32 lower-case letters, digits or '_'")
+    if _KEY.fullmatch(key) is None:
+        raise fail(
+            "--key: a key under the LMK is an optional scheme letter (U, T, X, Y, Z) and 16, 32 or 48 hex digits"
+        )
+    if _KCV.fullmatch(kcv) is None:
+        raise fail("--kcv: a check value is 6 hex digits")
+    config = load_config_or_exit(args.config)
+    configure_logging("warning", "console", sys.stderr)
+
+    async def main() -> int:
+        async with open_cli_hsm(config) as hsm:
+            computed = await zmk_check_value(hsm, key)
+        if computed is None:
+            print(
+                "refused: the HSM does not take that key as a ZMK under its LMK; nothing stored",
+                file=sys.stderr,
+            )
+            return EXIT_REFUSED
+        if computed != kcv:
+            # The computed value is the HSM's view of a key the operator already holds: not a secret.
+            print(f"refused: the key's check value is {computed}, not {kcv}; nothing stored", file=sys.stderr)
+            return EXIT_REFUSED
+        async with open_database(config) as db:
+            try:
+                await PgNetworkKeyStore(db).set_zone_master_key(network, zmk_under_lmk=key, check_value=kcv)
+            except asyncpg.UndefinedTableError:
+                raise fail("the database has no network tables: run `switchctl db migrate` first") from None
+        known = "" if network in config.networks else f" (no [networks.{network}] in this configuration)"
+        print(
+            f"ZMK of {network} installed, check value {kcv}{known}; switchd uses it at its next key exchange"
+        )
+        return EXIT_OK
+
+    return trio.run(main)
+
+
+def _list(args: argparse.Namespace) -> int:
+    config = load_config_or_exit(args.config)
+    configure_logging("warning", "console", sys.stderr)
+
+    async def main() -> int:
+        async with open_database(config) as db:
+            try:
+                rows = await db.fetch(
+                    "SELECT network, zmk_check_value, current_index, current_check_value, current_installed_at,"
+                    " previous_index, previous_check_value, previous_installed_at, updated_at"
+                    " FROM network_keys ORDER BY network"
+                )
+            except asyncpg.UndefinedTableError:
+                raise fail("the database has no network tables: run `switchctl db migrate` first") from None
+        if args.json:
+            for row in rows:
+                print(json.dumps({k: _plain(v) for k, v in dict(row).items()}))
+            return EXIT_OK
+        print(f"{'NETWORK':10} {'ZMK KCV':8} {'CURRENT ZPK':30} PREVIOUS ZPK")
+        for row in rows:
+            print(
+                f"{row['network']:10} {row['zmk_check_value'] or '-':8} "
+                f"{_zpk(row['current_index'], row['current_check_value'], row['current_installed_at']):30} "
+                f"{_zpk(row['previous_index'], row['previous_check_value'], row['previous_installed_at'])}"
+            )
+        if not rows:
+            print("no network keys yet (a ZMK is installed with `switchctl keys zmk`)")
+        return EXIT_OK
+
+    return trio.run(main)
+
+
+def _zpk(index: int | None, kcv: str | None, installed: datetime | None) -> str:
+    if index is None or installed is None:
+        return "-"
+    return f"#{index:02d} {kcv} {installed.astimezone(UTC):%Y-%m-%d %H:%M}"
+
+
+def _plain(value: object) -> object:
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value

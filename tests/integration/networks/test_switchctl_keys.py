@@ -1,0 +1,135 @@
+"""`switchctl keys` on a real database with the demo's in-process HSM (public test LMK): a ZMK is installed
+only when the HSM's check value of it is the operator's; the listing shows check values, never keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from hsm.crypto.des import kcv_tdes
+from hsm.keys import TPK, ZMK, KeyVault
+from hsm.lmk import PASSPHRASE_ENV, VariantLmk, write_lmk_file
+from specs.demo_networks import network
+from switch.cli import keys_cmd
+
+Run = Callable[..., tuple[int, str, str]]
+VISA_ZMK = bytes.fromhex(network("visa").zmk_hex)
+VAULT = KeyVault(VariantLmk.test_lmk())
+ZMK_UNDER_LMK = VAULT.wrap(VISA_ZMK, ZMK, "U")
+KCV = kcv_tdes(VISA_ZMK, 6)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchctl")
+    parser.add_argument("--config")
+    keys_cmd.register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+@pytest.fixture
+def switchctl(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> Run:
+    monkeypatch.setenv("SWITCH_DATABASE_URL", database_url)
+    monkeypatch.delenv("SWITCH_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        args = _parser().parse_args(list(argv))
+        try:
+            code = args.func(args)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        assert ZMK_UNDER_LMK not in out + err and VISA_ZMK.hex().upper() not in out + err
+        return code, out, err
+
+    return run
+
+
+def _stored(database_url: str) -> list[tuple[str, str, str]]:
+    """What the table holds (read with asyncpg on its own loop: the commands run trio themselves)."""
+
+    async def read() -> list[tuple[str, str, str]]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT network, zmk_under_lmk, zmk_check_value FROM network_keys ORDER BY network"
+            )
+        finally:
+            await conn.close()
+        return [(r["network"], r["zmk_under_lmk"], r["zmk_check_value"]) for r in rows]
+
+    return asyncio.run(read())
+
+
+def test_a_zmk_with_its_check_value_is_installed_and_listed(switchctl: Run, database_url: str) -> None:
+    """If an operator installs a network's ZMK under the LMK with its right check value, then it is stored
+    (exit 0) and `keys list` shows the check value, in text and JSON, and no key."""
+    code, out, err = switchctl("keys", "zmk", "visa", "--key", ZMK_UNDER_LMK, "--kcv", KCV.lower())
+    assert code == 0, err
+    assert f"ZMK of visa installed, check value {KCV}" in out and "PUBLIC TEST LMK" in err
+    assert _stored(database_url) == [("visa", ZMK_UNDER_LMK, KCV)]
+    code, out, _ = switchctl("keys", "list")
+    assert code == 0 and out.splitlines()[1].split()[:2] == ["visa", KCV]
+    code, out, _ = switchctl("keys", "list", "--json")
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert (row["network"], row["zmk_check_value"], row["current_index"]) == ("visa", KCV, None)
+
+
+@pytest.mark.parametrize(
+    ("key", "kcv"),
+    [
+        (ZMK_UNDER_LMK, "000000"),  # a typo in the check value
+        (VAULT.wrap(VISA_ZMK, TPK, "U"), KCV),  # the same clear key, but under the LMK as a TPK
+        ("U" + "0" * 32, KCV),  # not a key this LMK made (parity)
+    ],
+)
+def test_a_zmk_whose_check_value_the_hsm_does_not_confirm_is_refused(
+    switchctl: Run, database_url: str, key: str, kcv: str
+) -> None:
+    """If the HSM's check value of the key as a ZMK is not the operator's (a typo, another key type, not a
+    key of this LMK), then nothing is stored and the command exits 1."""
+    code, _, err = switchctl("keys", "zmk", "cups", "--key", key, "--kcv", kcv)
+    assert code == 1 and err.splitlines()[-1].startswith("refused:")
+    assert _stored(database_url) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("Visa!", "--key", ZMK_UNDER_LMK, "--kcv", KCV),
+        ("visa", "--key", "U1234", "--kcv", KCV),
+        ("visa", "--key", ZMK_UNDER_LMK, "--kcv", "12345"),
+    ],
+)
+def test_malformed_arguments_are_a_usage_error(
+    switchctl: Run, database_url: str, argv: tuple[str, ...]
+) -> None:
+    """If the network name, the key or the check value is malformed, then exit 2 and nothing is stored."""
+    code, _, err = switchctl("keys", "zmk", *argv)
+    assert code == 2 and err.startswith("error:")
+    assert _stored(database_url) == []
+
+
+def test_the_configured_lmk_is_the_one_used(
+    switchctl: Run, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """If hsm.lmk_file names an LMK of the operator's, then the command's HSM holds that LMK (no test-LMK
+    warning): a ZMK under it is installed, the same key under the public test LMK is refused."""
+    lmk = VariantLmk.generate()
+    write_lmk_file(tmp_path / "lmk.json", lmk, "a passphrase", scrypt_n=2**10)
+    monkeypatch.setenv("SWITCH_HSM_LMK_FILE", str(tmp_path / "lmk.json"))
+    monkeypatch.setenv(PASSPHRASE_ENV, "a passphrase")
+    code, _, err = switchctl("keys", "zmk", "shetab", "--key", ZMK_UNDER_LMK, "--kcv", KCV)
+    assert code == 1 and "PUBLIC TEST LMK" not in err
+    own = KeyVault(lmk).wrap(VISA_ZMK, ZMK, "U")
+    code, _, err = switchctl("keys", "zmk", "shetab", "--key", own, "--kcv", KCV)
+    assert code == 0, err
+    assert _stored(database_url) == [("shetab", own, KCV)]
