@@ -14,9 +14,10 @@ it cached about them, so they hold for the very next request (`PgDirectory`; aft
 confirmation a warning names how many did not answer).
 
 The PAN is typed by the operator and never printed back: output shows first 6 + last 4 only. The commands
-open the database like every switchctl command (`switch.cli.common.open_database`) and, for now, an
-in-process HSM with the PUBLIC TEST LMK (there is no HSM configuration yet); they say so on stderr every
-time. Exit codes: 0 done, 1 not found or refused, 2 usage or environment error.
+open the database like every switchctl command (`switch.cli.common.open_database`) and the HSM switchd
+would use (`switch.cli.common.open_cli_hsm`: `hsm.lmk_file` or hsmd; without either, the PUBLIC TEST LMK of
+the demo, said on stderr every time). `directory_command` is that frame, for the terminal commands too.
+Exit codes: 0 done, 1 not found or refused, 2 usage or environment error.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from switch.domain.model import AccountKind, CardStatus, Pan
 from switch.domain.pan_vault import PanVault
 from switch.logs import configure_logging
 
-__all__ = ["register"]
+__all__ = ["DirectoryContext", "Refused", "directory_command", "register"]
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -63,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo_sub = demo.add_subparsers(dest="demo_command", required=True)
     demo_sub.add_parser(
         "seed", help="create the demo world (cards, terminals, balances) unless it exists"
-    ).set_defaults(func=_run(_demo_seed))
+    ).set_defaults(func=directory_command(_demo_seed))
 
     card = subparsers.add_parser("card", help="show, block or unblock a card")
     card_sub = card.add_subparsers(dest="card_command", required=True)
@@ -74,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ):
         p = card_sub.add_parser(name, help=text)
         p.add_argument("pan", metavar="PAN")
-        p.set_defaults(func=_run(func))
+        p.set_defaults(func=directory_command(func))
 
     hot = subparsers.add_parser("hotlist", help="hot list: reported cards")
     hot_sub = hot.add_subparsers(dest="hotlist_command", required=True)
@@ -87,11 +88,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="04",
         help="04 pick up card (default) or 62 restricted card",
     )
-    add.set_defaults(func=_run(_hotlist_add))
+    add.set_defaults(func=directory_command(_hotlist_add))
     remove = hot_sub.add_parser("remove", help="take a card off the hot list")
     remove.add_argument("pan", metavar="PAN")
-    remove.set_defaults(func=_run(_hotlist_remove))
-    hot_sub.add_parser("list", help="list hot-listed cards (masked)").set_defaults(func=_run(_hotlist_list))
+    remove.set_defaults(func=directory_command(_hotlist_remove))
+    hot_sub.add_parser("list", help="list hot-listed cards (masked)").set_defaults(
+        func=directory_command(_hotlist_list)
+    )
 
     black = subparsers.add_parser("blacklist", help="black list: barred PANs, BINs, terminals, merchants")
     black_sub = black.add_subparsers(dest="blacklist_command", required=True)
@@ -99,13 +102,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     badd.add_argument("kind", choices=("pan", "bin", "terminal", "merchant"))
     badd.add_argument("value")
     badd.add_argument("--reason", default="barred by operator")
-    badd.set_defaults(func=_run(_blacklist_add))
+    badd.set_defaults(func=directory_command(_blacklist_add))
     bremove = black_sub.add_parser("remove", help="lift a black list entry")
     bremove.add_argument("kind", choices=("pan", "bin", "terminal", "merchant"))
     bremove.add_argument("value")
-    bremove.set_defaults(func=_run(_blacklist_remove))
+    bremove.set_defaults(func=directory_command(_blacklist_remove))
     black_sub.add_parser("list", help="list black list entries (PANs masked)").set_defaults(
-        func=_run(_blacklist_list)
+        func=directory_command(_blacklist_list)
     )
 
     prepaid = subparsers.add_parser("prepaid", help="prepaid cards")
@@ -119,7 +122,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         dest="topup_id",
         help="this top-up's own id (1-48 of A-Z a-z 0-9 . _ : -); run again with the same id, it loads once",
     )
-    topup.set_defaults(func=_run(_prepaid_topup))
+    topup.set_defaults(func=directory_command(_prepaid_topup))
 
 
 # --- plumbing -------------------------------------------------------------------------------------------
@@ -128,12 +131,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 _TOPUP_ID = re.compile(r"[A-Za-z0-9._:-]{1,48}")
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """The command cannot be done (not found, not allowed); the message is printed as it is."""
 
 
 @dataclass(frozen=True)
-class _Context:
+class DirectoryContext:
     args: argparse.Namespace
     db: Database
     hsm: HsmClient
@@ -142,11 +145,11 @@ class _Context:
     ledger: PgLedger
 
 
-Command = Callable[[_Context], Awaitable[int]]
+Command = Callable[[DirectoryContext], Awaitable[int]]
 
 
 @asynccontextmanager
-async def _context(args: argparse.Namespace) -> AsyncIterator[_Context]:
+async def _context(args: argparse.Namespace) -> AsyncIterator[DirectoryContext]:
     config = load_config_or_exit(args.config)
     async with open_cli_hsm(config) as hsm, open_database(config) as db:
         try:
@@ -155,10 +158,10 @@ async def _context(args: argparse.Namespace) -> AsyncIterator[_Context]:
             raise fail("the database has no issuing tables: run `switchctl db migrate` first") from None
         except VaultKeyError as exc:
             raise fail(str(exc)) from None
-        yield _Context(args, db, hsm, vault, PgDirectory(db, vault), PgLedger(db))
+        yield DirectoryContext(args, db, hsm, vault, PgDirectory(db, vault), PgLedger(db))
 
 
-def _run(command: Command) -> Callable[[argparse.Namespace], int]:
+def directory_command(command: Command) -> Callable[[argparse.Namespace], int]:
     def entry(args: argparse.Namespace) -> int:
         configure_logging("warning", "console", sys.stderr)
 
@@ -166,7 +169,7 @@ def _run(command: Command) -> Callable[[argparse.Namespace], int]:
             async with _context(args) as ctx:
                 try:
                     return await command(ctx)
-                except (_Refused, DirectoryError, SeedError) as exc:
+                except (Refused, DirectoryError, SeedError) as exc:
                     print(f"error: {exc}", file=sys.stderr)
                     return EXIT_REFUSED
 
@@ -180,9 +183,9 @@ def _pan(text: str) -> Pan:
     try:
         pan = Pan(text.strip())
     except ValueError:
-        raise _Refused("PAN must be 12 to 19 digits") from None
+        raise Refused("PAN must be 12 to 19 digits") from None
     if not pan.luhn_ok:
-        raise _Refused(f"PAN {pan.masked} fails the Luhn check")
+        raise Refused(f"PAN {pan.masked} fails the Luhn check")
     return pan
 
 
@@ -196,17 +199,17 @@ def _minor_units(text: str) -> int:
     try:
         value = Decimal(text)
     except InvalidOperation:
-        raise _Refused("AMOUNT must be a number such as 25 or 25.50") from None
+        raise Refused("AMOUNT must be a number such as 25 or 25.50") from None
     minor = value * 100
     if not value.is_finite() or minor != minor.to_integral_value() or minor <= 0:
-        raise _Refused("AMOUNT must be positive with at most 2 decimals")
+        raise Refused("AMOUNT must be positive with at most 2 decimals")
     return int(minor)
 
 
 # --- commands -------------------------------------------------------------------------------------------
 
 
-async def _demo_seed(ctx: _Context) -> int:
+async def _demo_seed(ctx: DirectoryContext) -> int:
     summary = await seed_demo(ctx.db, ctx.ledger, ctx.hsm, ctx.vault)
     if not summary.created:
         print("demo world already present; nothing done")
@@ -222,11 +225,11 @@ async def _demo_seed(ctx: _Context) -> int:
     return EXIT_OK
 
 
-async def _card_show(ctx: _Context) -> int:
+async def _card_show(ctx: DirectoryContext) -> int:
     pan = _pan(ctx.args.pan)
     record = await ctx.directory.card_record(pan)
     if record is None:
-        raise _Refused(f"no card {pan.masked}")
+        raise Refused(f"no card {pan.masked}")
     card = record.card
     print(f"card        {card.pan_masked}")
     print(f"status      {card.status.value}")
@@ -249,36 +252,36 @@ async def _card_show(ctx: _Context) -> int:
     return EXIT_OK
 
 
-async def _set_status(ctx: _Context, status: CardStatus) -> int:
+async def _set_status(ctx: DirectoryContext, status: CardStatus) -> int:
     card = await ctx.directory.set_card_status(_pan(ctx.args.pan), status)
     print(f"card {card.pan_masked} is now {card.status.value}")
     return EXIT_OK
 
 
-async def _card_block(ctx: _Context) -> int:
+async def _card_block(ctx: DirectoryContext) -> int:
     return await _set_status(ctx, CardStatus.BLOCKED)
 
 
-async def _card_unblock(ctx: _Context) -> int:
+async def _card_unblock(ctx: DirectoryContext) -> int:
     return await _set_status(ctx, CardStatus.ACTIVE)
 
 
-async def _hotlist_add(ctx: _Context) -> int:
+async def _hotlist_add(ctx: DirectoryContext) -> int:
     pan = _pan(ctx.args.pan)
     await ctx.directory.hot_list_add(pan, reason=ctx.args.reason, response_code=ctx.args.response)
     print(f"hot-listed {pan.masked} (response {ctx.args.response})")
     return EXIT_OK
 
 
-async def _hotlist_remove(ctx: _Context) -> int:
+async def _hotlist_remove(ctx: DirectoryContext) -> int:
     pan = _pan(ctx.args.pan)
     if not await ctx.directory.hot_list_remove(pan):
-        raise _Refused(f"{pan.masked} is not on the hot list")
+        raise Refused(f"{pan.masked} is not on the hot list")
     print(f"removed {pan.masked} from the hot list")
     return EXIT_OK
 
 
-async def _hotlist_list(ctx: _Context) -> int:
+async def _hotlist_list(ctx: DirectoryContext) -> int:
     rows = await ctx.directory.hot_list_rows()
     for row in rows:
         print(f"{row.pan_masked}  {row.response_code}  {row.added_at}  {row.reason}")
@@ -286,25 +289,25 @@ async def _hotlist_list(ctx: _Context) -> int:
     return EXIT_OK
 
 
-def _black_value(ctx: _Context) -> str:
+def _black_value(ctx: DirectoryContext) -> str:
     value: str = ctx.args.value
     return _pan(value).digits if ctx.args.kind == "pan" else value
 
 
-async def _blacklist_add(ctx: _Context) -> int:
+async def _blacklist_add(ctx: DirectoryContext) -> int:
     shown = await ctx.directory.black_list_add(ctx.args.kind, _black_value(ctx), reason=ctx.args.reason)
     print(f"black-listed {ctx.args.kind} {shown}")
     return EXIT_OK
 
 
-async def _blacklist_remove(ctx: _Context) -> int:
+async def _blacklist_remove(ctx: DirectoryContext) -> int:
     if not await ctx.directory.black_list_remove(ctx.args.kind, _black_value(ctx)):
-        raise _Refused(f"no such {ctx.args.kind} entry on the black list")
+        raise Refused(f"no such {ctx.args.kind} entry on the black list")
     print(f"removed the {ctx.args.kind} entry from the black list")
     return EXIT_OK
 
 
-async def _blacklist_list(ctx: _Context) -> int:
+async def _blacklist_list(ctx: DirectoryContext) -> int:
     rows = await ctx.directory.black_list_rows()
     for row in rows:
         print(f"{row.kind:8}  {row.display}  {row.added_at}  {row.reason}")
@@ -312,18 +315,18 @@ async def _blacklist_list(ctx: _Context) -> int:
     return EXIT_OK
 
 
-async def _prepaid_topup(ctx: _Context) -> int:
+async def _prepaid_topup(ctx: DirectoryContext) -> int:
     pan = _pan(ctx.args.pan)
     amount = _minor_units(ctx.args.amount)
     topup_id = ctx.args.topup_id if ctx.args.topup_id is not None else uuid.uuid4().hex
     if not _TOPUP_ID.fullmatch(topup_id):
-        raise _Refused("--id must be 1 to 48 of the characters A-Z a-z 0-9 . _ : -")
+        raise Refused("--id must be 1 to 48 of the characters A-Z a-z 0-9 . _ : -")
     record = await ctx.directory.card_record(pan)
     if record is None:
-        raise _Refused(f"no card {pan.masked}")
+        raise Refused(f"no card {pan.masked}")
     wallet = record.card.account_for(AccountKind.PREPAID)
     if wallet is None:
-        raise _Refused(f"card {pan.masked} has no prepaid account")
+        raise Refused(f"card {pan.masked} has no prepaid account")
     transfer = Transfer(
         transfer_id=f"topup:{topup_id}",
         kind=TransferKind.POSTED,
@@ -335,9 +338,9 @@ async def _prepaid_topup(ctx: _Context) -> int:
     )
     [result] = await ctx.ledger.create_transfers([transfer])
     if result is TransferResult.EXISTS_WITH_DIFFERENT_FIELDS:
-        raise _Refused(f"top-up id {topup_id} was used for a different top-up: nothing loaded")
+        raise Refused(f"top-up id {topup_id} was used for a different top-up: nothing loaded")
     if result not in (TransferResult.OK, TransferResult.EXISTS):
-        raise _Refused(f"top-up {topup_id} refused by the ledger: {result.value}")
+        raise Refused(f"top-up {topup_id} refused by the ledger: {result.value}")
     balance = (await ctx.ledger.balances([wallet.account_id]))[wallet.account_id]
     done = "topped up" if result is TransferResult.OK else "already topped up (nothing loaded again):"
     print(

@@ -28,7 +28,7 @@ from switch.adapters.postgres.network_keys import PgNetworkKeyStore
 from switch.cli.common import fail, load_config_or_exit, open_cli_hsm, open_database
 from switch.logs import configure_logging
 
-__all__ = ["register", "zmk_check_value"]
+__all__ = ["check_value_under_lmk", "register", "valid_key_and_kcv"]
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -37,6 +37,7 @@ _NETWORK = re.compile(r"[a-z0-9_]{1,32}")
 # A key under the LMK as the HSM takes it: an optional scheme letter, then 16, 32 or 48 hex digits.
 _KEY = re.compile(r"([UTXYZ]?)([0-9A-F]{16}|[0-9A-F]{32}|[0-9A-F]{48})")
 _KCV = re.compile(r"[0-9A-F]{6}")
+_ZMK_TYPE = "000"  # LMK key type of a ZMK (hsm.keys.ZMK)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,35 +54,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     zmk.set_defaults(func=_zmk)
 
 
-async def zmk_check_value(hsm: HsmClient, key: str) -> str | None:
-    """The 6-digit check value the HSM computes for `key` (under the LMK) as a ZMK, or None when the HSM
-    refuses it (not a ZMK under this LMK: parity, length, scheme)."""
+async def check_value_under_lmk(hsm: HsmClient, key: str, key_type: str) -> str | None:
+    """The 6-digit check value the HSM computes for `key` (under the LMK) as a key of LMK key type
+    `key_type` (000 ZMK, 002 TMK), or None when the HSM refuses it (not such a key under this LMK:
+    parity, length, scheme)."""
     found = _KEY.fullmatch(key)
     if found is None:
         return None
     length_flag = {16: "0", 32: "1", 48: "2"}[len(found.group(2))]
-    code, data = await hsm.call("BU", f"FF{length_flag}{key};000;001")
+    code, data = await hsm.call("BU", f"FF{length_flag}{key};{key_type};001")
     return data[:6] if code == "00" else None
+
+
+def valid_key_and_kcv(key: str, kcv: str, what: str) -> tuple[str, str]:
+    """`key` and `kcv` as typed, upper-cased; a usage error (exit 2) when either is malformed."""
+    key, kcv = key.strip().upper(), kcv.strip().upper()
+    if _KEY.fullmatch(key) is None:
+        raise fail(
+            f"{what}: a key under the LMK is an optional scheme letter (U, T, X, Y, Z) and 16, 32 or 48 hex digits"
+        )
+    if _KCV.fullmatch(kcv) is None:
+        raise fail(f"{what}: a check value is 6 hex digits")
+    return key, kcv
 
 
 def _zmk(args: argparse.Namespace) -> int:
     network = args.network
-    key = args.key.strip().upper()
-    kcv = args.kcv.strip().upper()
     if _NETWORK.fullmatch(network) is None:
         raise fail("a network name is 1-32 lower-case letters, digits or '_'")
-    if _KEY.fullmatch(key) is None:
-        raise fail(
-            "--key: a key under the LMK is an optional scheme letter (U, T, X, Y, Z) and 16, 32 or 48 hex digits"
-        )
-    if _KCV.fullmatch(kcv) is None:
-        raise fail("--kcv: a check value is 6 hex digits")
+    key, kcv = valid_key_and_kcv(args.key, args.kcv, "--key/--kcv")
     config = load_config_or_exit(args.config)
     configure_logging("warning", "console", sys.stderr)
 
     async def main() -> int:
         async with open_cli_hsm(config) as hsm:
-            computed = await zmk_check_value(hsm, key)
+            computed = await check_value_under_lmk(hsm, key, _ZMK_TYPE)
         if computed is None:
             print(
                 "refused: the HSM does not take that key as a ZMK under its LMK; nothing stored",

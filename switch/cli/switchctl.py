@@ -8,7 +8,7 @@ import sys
 import trio
 
 from switch.adapters.postgres.migrate import MigrationError, apply_migrations, migration_status
-from switch.cli import cards_cmd, iso_cmd, keys_cmd, routes_cmd, saf_cmd, suspense_cmd, txn_cmd
+from switch.cli import cards_cmd, iso_cmd, keys_cmd, routes_cmd, saf_cmd, suspense_cmd, terminals_cmd, txn_cmd
 from switch.cli.common import fail, load_config_or_exit, open_database
 from switch.logs import configure_logging
 
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     iso_cmd.register(sub)
     cards_cmd.register(sub)
+    terminals_cmd.register(sub)
     txn_cmd.register(sub)
     routes_cmd.register(sub)
     saf_cmd.register(sub)

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from hsm.crypto.des import kcv_tdes
+from hsm.keys import TMK as TMK_TYPE
+from hsm.keys import KeyVault
+from hsm.lmk import VariantLmk
 from simulators.messages import Card, Original, TerminalIdentity, TransactionRequest, TxnType, demo_card
 from simulators.terminal import TerminalClient, open_terminal
 from specs import demo
@@ -339,3 +343,30 @@ async def test_no_card_data_in_any_log_line_of_switchd(switchd):
     async with connect(switchd, pos(30)) as terminal:
         await terminal.transact(purchase(100, pin="0000"), debit(220))
     assert_no_card_data_logged(switchd)
+
+
+async def test_a_terminal_added_by_the_operator_is_served_and_disabling_it_refuses_the_next_request(
+    switchd, switchctl
+):
+    """If an operator adds a terminal with its TMK (under the LMK, checked by its KCV), then it signs on,
+    gets its working keys and buys with a PIN (00); disabled, its very next request is 58; enabled, 00."""
+    tmk = bytes.fromhex(demo.DEMO_TMK_HEX)
+    under_lmk = KeyVault(VariantLmk.test_lmk()).wrap(tmk, TMK_TYPE, "U")
+    added = await switchctl(
+        "terminal", "add", "OPS00001", "--merchant", demo.MERCHANT_ID,
+        "--tmk", under_lmk, "--tmk-kcv", kcv_tdes(tmk, 6), "--allow", "purchase,refund",
+    )  # fmt: skip
+    assert "terminal OPS00001 added" in added and under_lmk not in added
+    card = debit(219)
+    identity = TerminalIdentity(terminal_id="OPS00001", merchant_id=demo.MERCHANT_ID)
+    async with connect(switchd, identity) as terminal:
+        assert await code_of(terminal, purchase(100), card) == "00"
+        assert await code_of(terminal, TransactionRequest(TxnType.BALANCE, pin=demo.DEMO_PIN), card) == "58"
+        shown = await switchctl("terminal", "show", "OPS00001")
+        assert "TPK set, TAK set" in shown and under_lmk not in shown
+        await switchctl("terminal", "disable", "OPS00001")
+        try:
+            assert await code_of(terminal, purchase(100), card) == "58"
+        finally:
+            await switchctl("terminal", "enable", "OPS00001")
+        assert await code_of(terminal, purchase(100), card) == "00"

@@ -119,6 +119,24 @@ class HotListRow:
 
 
 @dataclass(frozen=True, slots=True)
+class TerminalRow:
+    """A terminal as an operator sees it: whether each key is set, never a key."""
+
+    terminal_id: str
+    merchant_id: str
+    kind: str
+    active: bool
+    allowed_transactions: tuple[str, ...]
+    mac_required: bool
+    has_tmk: bool
+    has_tpk: bool
+    has_tak: bool
+    dukpt_key_set_id: str | None
+    dukpt_device_id: int | None
+    keys_changed_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class BlackListRow:
     kind: str
     display: str
@@ -499,6 +517,86 @@ class PgDirectory:
         self._terminals.pop(terminal_id, None)
         if status.endswith(" 0"):
             raise DirectoryError(f"terminal {terminal_id!r} does not exist")
+
+    async def add_terminal(self, terminal: Terminal) -> None:
+        """An operator's new terminal (`switchctl terminal add`): keys under the LMK only (its TPK and TAK
+        come with its first key exchange, unless given). DirectoryError when the id is taken, the merchant
+        does not exist, or the DUKPT key set does not. Served from the very next request on every switchd."""
+        dukpt = terminal.dukpt
+        try:
+            await self._db.execute(
+                "INSERT INTO terminals (terminal_id, merchant_id, kind, active, allowed_transactions, "
+                "tmk_under_lmk, tpk_under_lmk, tak_under_lmk, mac_required, dukpt_key_set_id, dukpt_device_id) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                terminal.terminal_id,
+                terminal.merchant_id,
+                terminal.kind,
+                terminal.active,
+                sorted(terminal.allowed_transactions),
+                terminal.tmk_under_lmk,
+                terminal.tpk_under_lmk,
+                terminal.tak_under_lmk,
+                terminal.mac_required,
+                dukpt.key_set_id if dukpt is not None else None,
+                dukpt.device_id if dukpt is not None else None,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if "dukpt" in (exc.constraint_name or ""):
+                raise DirectoryError("another terminal has that DUKPT key set and device id") from None
+            raise DirectoryError(f"terminal {terminal.terminal_id!r} exists already") from None
+        except asyncpg.ForeignKeyViolationError as exc:
+            what = "DUKPT key set" if "dukpt" in (exc.constraint_name or "") else "merchant"
+            raise DirectoryError(f"no such {what} for terminal {terminal.terminal_id!r}") from None
+        except asyncpg.CheckViolationError:
+            raise DirectoryError(f"terminal {terminal.terminal_id!r}: a value the table refuses") from None
+        self._epoch += 1
+        self._terminals.pop(terminal.terminal_id, None)
+        await self._sync_listeners()
+
+    async def set_terminal_active(self, terminal_id: str, active: bool) -> Terminal:
+        """Serve (True) or refuse (False: 58) a terminal from the very next request on every switchd."""
+        status = await self._db.execute(
+            "UPDATE terminals SET active = $2 WHERE terminal_id = $1", terminal_id, active
+        )
+        if status.endswith(" 0"):
+            raise DirectoryError(f"terminal {terminal_id!r} does not exist")
+        self._epoch += 1
+        self._terminals.pop(terminal_id, None)
+        await self._sync_listeners()
+        found = await self.terminal(terminal_id)
+        assert found is not None
+        return found
+
+    async def terminal_rows(
+        self, merchant_id: str | None = None, *, terminal_id: str | None = None
+    ) -> list[TerminalRow]:
+        """Terminals (of one merchant, one by id, or all) for an operator: no key, whether each key is set."""
+        rows = await self._db.fetch(
+            "SELECT terminal_id, merchant_id, kind, active, allowed_transactions, mac_required, "
+            "tmk_under_lmk <> '' AS has_tmk, tpk_under_lmk <> '' AS has_tpk, tak_under_lmk <> '' AS has_tak, "
+            "dukpt_key_set_id, dukpt_device_id, keys_changed_at FROM terminals "
+            "WHERE ($1::text IS NULL OR merchant_id = $1) AND ($2::text IS NULL OR terminal_id = $2) "
+            "ORDER BY terminal_id",
+            merchant_id,
+            terminal_id,
+        )
+        return [
+            TerminalRow(
+                terminal_id=r["terminal_id"],
+                merchant_id=r["merchant_id"].rstrip(),
+                kind=r["kind"],
+                active=r["active"],
+                allowed_transactions=tuple(r["allowed_transactions"]),
+                mac_required=r["mac_required"],
+                has_tmk=r["has_tmk"],
+                has_tpk=r["has_tpk"],
+                has_tak=r["has_tak"],
+                dukpt_key_set_id=r["dukpt_key_set_id"],
+                dukpt_device_id=r["dukpt_device_id"],
+                keys_changed_at=r["keys_changed_at"].isoformat() if r["keys_changed_at"] else "",
+            )
+            for r in rows
+        ]
 
     async def set_pin_verification_value(self, card_id: int, value: str) -> None:
         status = await self._db.execute(

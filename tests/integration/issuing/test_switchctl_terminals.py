@@ -1,0 +1,134 @@
+"""`switchctl terminal ...` on a real database (demo seed, in-process HSM with the public test LMK): a
+terminal is added only with a TMK the HSM confirms and at a merchant that exists; no key is ever printed."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hsm.crypto.des import kcv_tdes
+from hsm.keys import TMK, ZMK, KeyVault
+from hsm.lmk import VariantLmk
+from specs import demo
+from switch.cli import cards_cmd, terminals_cmd
+
+Run = Callable[..., tuple[int, str, str]]
+CLEAR_TMK = bytes.fromhex(demo.DEMO_TMK_HEX)
+TMK_UNDER_LMK = KeyVault(VariantLmk.test_lmk()).wrap(CLEAR_TMK, TMK, "U")
+KCV = kcv_tdes(CLEAR_TMK, 6)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchctl")
+    parser.add_argument("--config")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cards_cmd.register(sub)
+    terminals_cmd.register(sub)
+    return parser
+
+
+@pytest.fixture
+def switchctl(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> Run:
+    monkeypatch.setenv("SWITCH_DATABASE_URL", database_url)
+    monkeypatch.delenv("SWITCH_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        args = _parser().parse_args(list(argv))
+        try:
+            code = args.func(args)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        assert TMK_UNDER_LMK not in out + err and demo.DEMO_TMK_HEX not in out + err
+        return code, out, err
+
+    assert run("demo", "seed")[0] == 0
+    return run
+
+
+def add(run: Run, terminal_id: str = "OPS00001", *extra: str, tmk: str = TMK_UNDER_LMK, kcv: str = KCV):
+    return run(
+        "terminal", "add", terminal_id, "--merchant", demo.MERCHANT_ID, "--tmk", tmk, "--tmk-kcv", kcv, *extra
+    )
+
+
+def test_add_show_list_disable_enable(switchctl: Run) -> None:
+    """If an operator adds an ATM terminal with MACs required and two allowed types, then show and list
+    tell it as such (TMK set, no working keys yet), a second add of the id is refused, and disable/enable
+    change its state."""
+    code, out, err = add(
+        switchctl, "OPS00001", "--kind", "atm", "--mac-required", "--allow", "withdrawal,balance"
+    )
+    assert code == 0, err
+    assert f"terminal OPS00001 added at {demo.MERCHANT_ID} (atm, TMK {KCV})" in out
+    code, out, _ = switchctl("terminal", "show", "OPS00001")
+    assert code == 0
+    assert "kind        atm" in out and "state       active" in out and "MAC         required" in out
+    assert "allowed     balance, withdrawal" in out and "TMK set, TPK not set, TAK not set" in out
+    code, out, _ = switchctl("terminal", "list", "--merchant", demo.MERCHANT_ID)
+    assert code == 0 and any(line.startswith("OPS00001") and " M" in line for line in out.splitlines())
+    assert any(line.startswith(demo.POS_TERMINALS[0]) for line in out.splitlines())  # the demo's own
+    code, _, err = add(switchctl, "OPS00001")
+    assert code == 1 and "exists already" in err
+    assert switchctl("terminal", "disable", "OPS00001")[0] == 0
+    assert "state       disabled" in switchctl("terminal", "show", "OPS00001")[1]
+    assert switchctl("terminal", "enable", "OPS00001")[0] == 0
+    assert "state       active" in switchctl("terminal", "show", "OPS00001")[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "tmk", "kcv", "message"),
+    [
+        ((), TMK_UNDER_LMK, "000000", "check value is"),
+        (
+            (),
+            KeyVault(VariantLmk.test_lmk()).wrap(CLEAR_TMK, ZMK, "U"),
+            KCV,
+            "does not take that key as a TMK",
+        ),  # a ZMK
+        ((), "U" + "0" * 32, KCV, "does not take that key as a TMK"),  # not a key of this LMK (parity)
+        (("--allow", "purchase,teleport"), TMK_UNDER_LMK, KCV, "unknown transaction type(s): teleport"),
+        (("--dukpt-key-set", "FFFF9876543210"), TMK_UNDER_LMK, KCV, "needs both"),
+        (
+            ("--dukpt-key-set", "ABCDEF0123", "--dukpt-device", "7"),
+            TMK_UNDER_LMK,
+            KCV,
+            "no such DUKPT key set",
+        ),
+    ],
+)
+def test_refused_adds_store_nothing(
+    switchctl: Run, argv: tuple[str, ...], tmk: str, kcv: str, message: str
+) -> None:
+    """If the TMK's check value is not the HSM's (a typo), the key is not a TMK of this LMK (a ZMK, or no
+    key of it), a transaction type is unknown, or the DUKPT PIN pad is half given or names no key set,
+    then exit 1 and no terminal."""
+    code, _, err = add(switchctl, "OPS00002", *argv, tmk=tmk, kcv=kcv)
+    assert code == 1 and message in err
+    assert switchctl("terminal", "show", "OPS00002")[0] == 1
+
+
+def test_unknown_merchant_and_terminal_are_refused(switchctl: Run) -> None:
+    """If the merchant does not exist, the id is not 8 characters, or the terminal to change is unknown,
+    then exit 1 and nothing changes."""
+    code, _, err = switchctl(
+        "terminal",
+        "add",
+        "OPS00003",
+        "--merchant",
+        "NOSUCHMERCHANT",
+        "--tmk",
+        TMK_UNDER_LMK,
+        "--tmk-kcv",
+        KCV,
+    )
+    assert code == 1 and "no merchant 'NOSUCHMERCHANT'" in err
+    assert add(switchctl, "OPS0003")[0] == 1
+    code, _, err = switchctl("terminal", "disable", "NOSUCH01")
+    assert code == 1 and "does not exist" in err
