@@ -1,7 +1,13 @@
-"""`switchctl keys list|zmk`: the networks' zone keys (docs/networks.md, "Keys").
+"""`switchctl keys list|zmk|bdk`: the networks' zone keys and the DUKPT key sets (docs/networks.md,
+"Key exchange and PIN blocks"; docs/operations.md, "Terminals").
 
 - `list`: per network, the ZMK's check value and the current and previous ZPK (index, check value, when
-  installed). Check values only: no key, not even under the LMK, is printed.
+  installed); the DUKPT key sets with how many terminals use each. Check values only: no key, not even
+  under the LMK, is printed.
+- `bdk KEY_SET_ID --key KEY --kcv KCV [--description TEXT]`: add a DUKPT key set (its base derivation key,
+  double length, under the LMK, with its check value, checked by the HSM as for a ZMK); an existing key
+  set is never replaced (its PIN pads' keys derive from the BDK it has). `switchctl terminal add
+  --dukpt-key-set` then names it.
 - `zmk NETWORK --key KEY --kcv KCV`: install the network's zone master key, given under the LMK (as
   `hsmd key import-components` prints it after the custodians entered their clear components) with its
   check value. The HSM computes the check value of KEY as a ZMK (command BU): when it is not KCV (a typo,
@@ -38,11 +44,13 @@ _NETWORK = re.compile(r"[a-z0-9_]{1,32}")
 _KEY = re.compile(r"([UTXYZ]?)([0-9A-F]{16}|[0-9A-F]{32}|[0-9A-F]{48})")
 _KCV = re.compile(r"[0-9A-F]{6}")
 _ZMK_TYPE = "000"  # LMK key type of a ZMK (hsm.keys.ZMK)
+_BDK_TYPE = "009"  # LMK key type of a DUKPT base derivation key (hsm.keys.BDK)
+_KEY_SET_ID = re.compile(r"[0-9A-F]{10}")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `keys` command."""
-    keys = subparsers.add_parser("keys", help="networks' zone keys: list, set a ZMK")
+    keys = subparsers.add_parser("keys", help="networks' zone keys and DUKPT key sets: list, zmk, bdk")
     sub = keys.add_subparsers(dest="keys_command", required=True)
     listing = sub.add_parser("list", help="check values of each network's ZMK and ZPKs")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -52,6 +60,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     zmk.add_argument("--key", required=True, help="the ZMK under the LMK (scheme letter and hex)")
     zmk.add_argument("--kcv", required=True, help="its check value, 6 hex digits")
     zmk.set_defaults(func=_zmk)
+    bdk = sub.add_parser(
+        "bdk", help="add a DUKPT key set: its base derivation key (under the LMK, with its KCV)"
+    )
+    bdk.add_argument(
+        "key_set_id", metavar="KEY_SET_ID", help="10 hex digits: the first part of its PIN pads' KSNs"
+    )
+    bdk.add_argument(
+        "--key", required=True, help="the BDK under the LMK (scheme letter and hex, double length)"
+    )
+    bdk.add_argument("--kcv", required=True, help="its check value, 6 hex digits")
+    bdk.add_argument("--description", default="", help="for operators (never a key)")
+    bdk.set_defaults(func=_bdk)
 
 
 async def check_value_under_lmk(hsm: HsmClient, key: str, key_type: str) -> str | None:
@@ -113,6 +133,52 @@ def _zmk(args: argparse.Namespace) -> int:
     return trio.run(main)
 
 
+def _bdk(args: argparse.Namespace) -> int:
+    key_set_id = args.key_set_id.strip().upper()
+    if _KEY_SET_ID.fullmatch(key_set_id) is None:
+        raise fail("a DUKPT key set id is 10 hex digits")
+    key, kcv = valid_key_and_kcv(args.key, args.kcv, "--key/--kcv")
+    if len(key.lstrip("UTXYZ")) != 32:
+        raise fail("--key: a BDK here is double length (32 hex digits after its scheme letter)")
+    config = load_config_or_exit(args.config)
+    configure_logging("warning", "console", sys.stderr)
+
+    async def main() -> int:
+        async with open_cli_hsm(config) as hsm:
+            computed = await check_value_under_lmk(hsm, key, _BDK_TYPE)
+        if computed is None:
+            print(
+                "refused: the HSM does not take that key as a BDK under its LMK; nothing stored",
+                file=sys.stderr,
+            )
+            return EXIT_REFUSED
+        if computed != kcv:
+            print(f"refused: the key's check value is {computed}, not {kcv}; nothing stored", file=sys.stderr)
+            return EXIT_REFUSED
+        async with open_database(config) as db:
+            try:
+                status = await db.execute(
+                    "INSERT INTO dukpt_key_sets (key_set_id, description, bdk_under_lmk) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (key_set_id) DO NOTHING",
+                    key_set_id,
+                    args.description.strip(),
+                    key,
+                )
+            except asyncpg.UndefinedTableError:
+                raise fail("the database has no DUKPT tables: run `switchctl db migrate` first") from None
+        if status.endswith(" 0"):
+            # Its PIN pads' keys derive from the BDK it has: replacing it would break every one of them.
+            print(f"refused: key set {key_set_id} exists already; nothing changed", file=sys.stderr)
+            return EXIT_REFUSED
+        print(
+            f"DUKPT key set {key_set_id} added, BDK check value {kcv}; "
+            f"terminals name it with `switchctl terminal add ... --dukpt-key-set {key_set_id}`"
+        )
+        return EXIT_OK
+
+    return trio.run(main)
+
+
 def _list(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
     configure_logging("warning", "console", sys.stderr)
@@ -125,11 +191,18 @@ def _list(args: argparse.Namespace) -> int:
                     " previous_index, previous_check_value, previous_installed_at, updated_at"
                     " FROM network_keys ORDER BY network"
                 )
+                key_sets = await db.fetch(
+                    "SELECT k.key_set_id, k.description, k.created_at, count(t.terminal_id) AS terminals"
+                    " FROM dukpt_key_sets k LEFT JOIN terminals t ON t.dukpt_key_set_id = k.key_set_id"
+                    " GROUP BY k.key_set_id ORDER BY k.key_set_id"
+                )
             except asyncpg.UndefinedTableError:
                 raise fail("the database has no network tables: run `switchctl db migrate` first") from None
         if args.json:
             for row in rows:
-                print(json.dumps({k: _plain(v) for k, v in dict(row).items()}))
+                print(json.dumps({"kind": "network"} | {k: _plain(v) for k, v in dict(row).items()}))
+            for row in key_sets:
+                print(json.dumps({"kind": "dukpt_key_set"} | {k: _plain(v) for k, v in dict(row).items()}))
             return EXIT_OK
         print(f"{'NETWORK':10} {'ZMK KCV':8} {'CURRENT ZPK':30} PREVIOUS ZPK")
         for row in rows:
@@ -140,6 +213,14 @@ def _list(args: argparse.Namespace) -> int:
             )
         if not rows:
             print("no network keys yet (a ZMK is installed with `switchctl keys zmk`)")
+        print(f"\n{'DUKPT KEY SET':13} {'TERMINALS':>9}  {'ADDED (UTC)':16}  DESCRIPTION")
+        for row in key_sets:
+            print(
+                f"{row['key_set_id']:13} {row['terminals']:>9}  {row['created_at'].astimezone(UTC):%Y-%m-%d %H:%M}  "
+                f"{row['description']}"
+            )
+        if not key_sets:
+            print("no DUKPT key sets yet (one is added with `switchctl keys bdk`)")
         return EXIT_OK
 
     return trio.run(main)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from hsm.crypto.des import kcv_tdes
-from hsm.keys import TMK, ZMK, KeyVault
+from hsm.keys import BDK, TMK, ZMK, KeyVault
 from hsm.lmk import VariantLmk
 from specs import demo
-from switch.cli import cards_cmd, terminals_cmd
+from switch.cli import cards_cmd, keys_cmd, terminals_cmd
 
 Run = Callable[..., tuple[int, str, str]]
 CLEAR_TMK = bytes.fromhex(demo.DEMO_TMK_HEX)
@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     cards_cmd.register(sub)
     terminals_cmd.register(sub)
+    keys_cmd.register(sub)
     return parser
 
 
@@ -132,3 +133,18 @@ def test_unknown_merchant_and_terminal_are_refused(switchctl: Run) -> None:
     assert add(switchctl, "OPS0003")[0] == 1
     code, _, err = switchctl("terminal", "disable", "NOSUCH01")
     assert code == 1 and "does not exist" in err
+
+
+def test_a_dukpt_pin_pad_names_a_key_set_the_operator_added(switchctl: Run) -> None:
+    """If an operator adds a DUKPT key set and then a terminal naming it with a device id, then the
+    terminal shows it; a second terminal with the same key set and device id is refused."""
+    bdk = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+    under_lmk = KeyVault(VariantLmk.test_lmk()).wrap(bdk, BDK, "U")
+    assert switchctl("keys", "bdk", "ABCDEF0123", "--key", under_lmk, "--kcv", kcv_tdes(bdk, 6))[0] == 0
+    assert add(switchctl, "OPS00004", "--dukpt-key-set", "abcdef0123", "--dukpt-device", "7")[0] == 0
+    assert "DUKPT key set ABCDEF0123, device 7" in switchctl("terminal", "show", "OPS00004")[1]
+    code, _, err = add(switchctl, "OPS00005", "--dukpt-key-set", "ABCDEF0123", "--dukpt-device", "7")
+    assert code == 1 and "another terminal has that DUKPT key set and device id" in err
+    assert "1" in [
+        line.split()[1] for line in switchctl("keys", "list")[1].splitlines() if line.startswith("ABCDEF0123")
+    ]

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from hsm.crypto.des import kcv_tdes
-from hsm.keys import TPK, ZMK, KeyVault
+from hsm.keys import BDK, TPK, ZMK, KeyVault
 from hsm.lmk import PASSPHRASE_ENV, VariantLmk, write_lmk_file
 from specs.demo_networks import network
 from switch.cli import keys_cmd
@@ -133,3 +133,47 @@ def test_the_configured_lmk_is_the_one_used(
     code, _, err = switchctl("keys", "zmk", "shetab", "--key", own, "--kcv", KCV)
     assert code == 0, err
     assert _stored(database_url) == [("shetab", own, KCV)]
+
+
+BDK_CLEAR = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # the public ANSI X9.24-1 test BDK
+BDK_UNDER_LMK = VAULT.wrap(BDK_CLEAR, BDK, "U")
+
+
+def test_a_dukpt_key_set_is_added_once_and_listed(switchctl: Run, database_url: str) -> None:
+    """If an operator adds a DUKPT key set with its BDK's right check value, then it is stored and listed
+    (no key printed); adding the same id again, even with another BDK, is refused and changes nothing."""
+    kcv = kcv_tdes(BDK_CLEAR, 6)
+    code, out, err = switchctl(
+        "keys", "bdk", "ffff987654", "--key", BDK_UNDER_LMK, "--kcv", kcv, "--description", "lab PIN pads"
+    )
+    assert code == 0, err
+    assert f"DUKPT key set FFFF987654 added, BDK check value {kcv}" in out
+    other = VAULT.wrap(VISA_ZMK, BDK, "U")
+    code, _, err = switchctl("keys", "bdk", "FFFF987654", "--key", other, "--kcv", KCV)
+    assert code == 1 and "exists already" in err
+    code, out, _ = switchctl("keys", "list")
+    assert any(
+        line.split()[:2] == ["FFFF987654", "0"] and "lab PIN pads" in line for line in out.splitlines()
+    )
+    assert BDK_UNDER_LMK not in out and other not in out
+    code, out, _ = switchctl("keys", "list", "--json")
+    (row,) = [json.loads(line) for line in out.splitlines() if '"dukpt_key_set"' in line]
+    assert (row["key_set_id"], row["terminals"], row["description"]) == ("FFFF987654", 0, "lab PIN pads")
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (("FFFF987655", "--key", BDK_UNDER_LMK, "--kcv", "000000"), 1),  # a typo in the check value
+        (("FFFF987655", "--key", ZMK_UNDER_LMK, "--kcv", KCV), 1),  # a ZMK, not a BDK
+        (("FFFF98765", "--key", BDK_UNDER_LMK, "--kcv", KCV), 2),  # 9 hex digits
+        (("FFFF987655", "--key", "U" + "1" * 16, "--kcv", KCV), 2),  # not double length
+    ],
+)
+def test_a_dukpt_key_set_the_hsm_does_not_confirm_is_refused(
+    switchctl: Run, argv: tuple[str, ...], code: int
+) -> None:
+    """If the check value is not the HSM's, the key is not a BDK of this LMK, the id is malformed or the
+    BDK not double length, then the command fails (1 refused, 2 usage) and lists no key set."""
+    assert switchctl("keys", "bdk", *argv)[0] == code
+    assert "no DUKPT key sets yet" in switchctl("keys", "list")[1]
