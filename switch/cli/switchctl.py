@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     iso_cmd.register(sub)
     cards_cmd.register(sub)
     terminals_cmd.register(sub)
+    terminals_cmd.register_merchants(sub)
     txn_cmd.register(sub)
     routes_cmd.register(sub)
     saf_cmd.register(sub)

@@ -1,5 +1,5 @@
-"""`switchctl terminal add|show|list|disable|enable`: the terminals the switch serves (docs/operations.md,
-"Terminals").
+"""`switchctl terminal add|show|list|disable|enable` and `switchctl merchant add|list|disable|enable`: the
+terminals the switch serves and their merchants (docs/operations.md, "Terminals").
 
 - `add TERMINAL_ID --merchant MERCHANT_ID --tmk KEY --tmk-kcv KCV [--kind pos|atm] [--mac-required]
   [--allow TYPE,...] [--dukpt-key-set ID --dukpt-device N]`: a new terminal at an existing merchant. Its
@@ -11,6 +11,11 @@
   is set (never a key).
 - `disable TERMINAL_ID` / `enable TERMINAL_ID`: refused (58) or served again, from the very next request on
   every running switchd (the directory's sync, as for card blocks).
+- `merchant add MERCHANT_ID --name NAME --settlement-account ID [--currency 840] [--mcc 5999]`: a merchant
+  and its settlement ledger account, created unless it exists; an existing account is taken only when it
+  is already another merchant's settlement account in that currency (never a cardholder's or the bank's).
+  `merchant list`; `merchant disable|enable` (its terminals refused 03, or served again, from the next
+  request).
 
 Exit codes: 0 done, 1 not found or refused, 2 usage or environment error.
 """
@@ -23,10 +28,10 @@ import re
 from switch.adapters.postgres.directory import TerminalRow
 from switch.cli.cards_cmd import DirectoryContext, Refused, directory_command
 from switch.cli.keys_cmd import check_value_under_lmk, valid_key_and_kcv
-from switch.domain.model import DukptPinPad, Terminal
+from switch.domain.model import DukptPinPad, Merchant, Terminal
 from switch.domain.transactions import TransactionType
 
-__all__ = ["register"]
+__all__ = ["register", "register_merchants"]
 
 EXIT_OK = 0
 _TERMINAL_ID = re.compile(r"[0-9A-Za-z]{8}")  # field 41: 8 characters
@@ -66,6 +71,87 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p = sub.add_parser(name, help=text)
         p.add_argument("terminal_id", metavar="TERMINAL_ID")
         p.set_defaults(func=directory_command(_disable if name == "disable" else _enable))
+
+
+def register_merchants(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `merchant` command."""
+    merchant = subparsers.add_parser("merchant", help="merchants: add, list, disable, enable")
+    sub = merchant.add_subparsers(dest="merchant_command", required=True)
+    add = sub.add_parser("add", help="a new merchant and, unless it exists, its settlement account")
+    add.add_argument("merchant_id", metavar="MERCHANT_ID", help="field 42, 1-15 letters, digits or spaces")
+    add.add_argument("--name", required=True)
+    add.add_argument("--settlement-account", type=int, required=True, help="its ledger account id (> 0)")
+    add.add_argument(
+        "--currency", type=int, default=840, help="ISO 4217 numeric of the account (default 840)"
+    )
+    add.add_argument("--mcc", default="5999", help="merchant category code, 4 digits (default 5999)")
+    add.set_defaults(func=directory_command(_merchant_add))
+    sub.add_parser("list", help="merchants, their settlement account and terminals").set_defaults(
+        func=directory_command(_merchant_list)
+    )
+    for name, text in (("disable", "refuse its terminals' requests (03)"), ("enable", "serve them again")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("merchant_id", metavar="MERCHANT_ID")
+        p.set_defaults(func=directory_command(_merchant_disable if name == "disable" else _merchant_enable))
+
+
+def _merchant_id(text: str) -> str:
+    if _MERCHANT_ID.fullmatch(text) is None or not text.strip():
+        raise Refused("a merchant id (field 42) is 1-15 letters, digits or spaces")
+    return text.ljust(15)  # as terminals send field 42: fixed 15, padded with spaces
+
+
+async def _merchant_add(ctx: DirectoryContext) -> int:
+    args = ctx.args
+    merchant_id = _merchant_id(args.merchant_id)
+    if not args.name.strip():
+        raise Refused("a merchant needs a name")
+    if re.fullmatch(r"[0-9]{4}", args.mcc) is None:
+        raise Refused("a merchant category code is 4 digits")
+    if args.settlement_account <= 0 or not 1 <= args.currency <= 999:
+        raise Refused("the settlement account id is above 0 and the currency 1-999 (ISO 4217 numeric)")
+    created = await ctx.directory.add_merchant(
+        Merchant(
+            merchant_id=merchant_id,
+            name=args.name.strip(),
+            settlement_account_id=args.settlement_account,
+            category_code=args.mcc,
+        ),
+        currency=args.currency,
+    )
+    account = "a new" if created else "the shared"
+    print(
+        f"merchant {merchant_id.strip()} added, settling into {account} ledger account "
+        f"{args.settlement_account} ({args.currency:03d}); add its terminals with `switchctl terminal add`"
+    )
+    return EXIT_OK
+
+
+async def _merchant_list(ctx: DirectoryContext) -> int:
+    rows = await ctx.directory.merchant_rows()
+    print(f"{'MERCHANT':15}  {'STATE':8}  {'MCC':4}  {'ACCOUNT':>20} {'CUR':3}  {'TERMINALS':>9}  NAME")
+    for merchant, currency, terminals in rows:
+        print(
+            f"{merchant.merchant_id.strip():15}  {'active' if merchant.active else 'disabled':8}  "
+            f"{merchant.category_code:4}  {merchant.settlement_account_id:>20} {currency:03d}  {terminals:>9}  "
+            f"{merchant.name}"
+        )
+    print(f"{len(rows)} merchant(s)")
+    return EXIT_OK
+
+
+async def _merchant_disable(ctx: DirectoryContext) -> int:
+    merchant_id = _merchant_id(ctx.args.merchant_id)
+    await ctx.directory.set_merchant_active(merchant_id, False)
+    print(f"merchant {merchant_id.strip()} disabled: its terminals' requests are refused (03)")
+    return EXIT_OK
+
+
+async def _merchant_enable(ctx: DirectoryContext) -> int:
+    merchant_id = _merchant_id(ctx.args.merchant_id)
+    await ctx.directory.set_merchant_active(merchant_id, True)
+    print(f"merchant {merchant_id.strip()} enabled")
+    return EXIT_OK
 
 
 def _terminal_id(text: str) -> str:

@@ -32,6 +32,7 @@ from tests.e2e.support import (
     directory_sql,
     pos,
     purchase,
+    sql,
     start_switchd,
     switchctl_runner,
 )
@@ -348,17 +349,21 @@ async def test_no_card_data_in_any_log_line_of_switchd(switchd):
 async def test_a_terminal_added_by_the_operator_is_served_and_disabling_it_refuses_the_next_request(
     switchd, switchctl
 ):
-    """If an operator adds a terminal with its TMK (under the LMK, checked by its KCV), then it signs on,
-    gets its working keys and buys with a PIN (00); disabled, its very next request is 58; enabled, 00."""
-    tmk = bytes.fromhex(demo.DEMO_TMK_HEX)
-    under_lmk = KeyVault(VariantLmk.test_lmk()).wrap(tmk, TMK_TYPE, "U")
+    """If an operator adds a merchant (with a new settlement account) and a terminal there with its TMK
+    (under the LMK, checked by its KCV), then the terminal signs on, gets its working keys and buys with a
+    PIN (00, the money on the new account); a type it may not send is 58; disabled, its very next request
+    is 58; its merchant disabled, 03; both enabled again, 00."""
+    await switchctl(
+        "merchant", "add", "OPSSHOP", "--name", "Operator's shop", "--settlement-account", "9100001"
+    )
+    under_lmk = KeyVault(VariantLmk.test_lmk()).wrap(TMK, TMK_TYPE, "U")
     added = await switchctl(
-        "terminal", "add", "OPS00001", "--merchant", demo.MERCHANT_ID,
-        "--tmk", under_lmk, "--tmk-kcv", kcv_tdes(tmk, 6), "--allow", "purchase,refund",
+        "terminal", "add", "OPS00001", "--merchant", "OPSSHOP",
+        "--tmk", under_lmk, "--tmk-kcv", kcv_tdes(TMK, 6), "--allow", "purchase,refund",
     )  # fmt: skip
     assert "terminal OPS00001 added" in added and under_lmk not in added
     card = debit(219)
-    identity = TerminalIdentity(terminal_id="OPS00001", merchant_id=demo.MERCHANT_ID)
+    identity = TerminalIdentity(terminal_id="OPS00001", merchant_id="OPSSHOP".ljust(15))
     async with connect(switchd, identity) as terminal:
         assert await code_of(terminal, purchase(100), card) == "00"
         assert await code_of(terminal, TransactionRequest(TxnType.BALANCE, pin=demo.DEMO_PIN), card) == "58"
@@ -369,4 +374,11 @@ async def test_a_terminal_added_by_the_operator_is_served_and_disabling_it_refus
             assert await code_of(terminal, purchase(100), card) == "58"
         finally:
             await switchctl("terminal", "enable", "OPS00001")
+        await switchctl("merchant", "disable", "OPSSHOP")
+        try:
+            assert await code_of(terminal, purchase(100), card) == "03"
+        finally:
+            await switchctl("merchant", "enable", "OPSSHOP")
         assert await code_of(terminal, purchase(100), card) == "00"
+    balance = await sql(switchd.dsn, "SELECT credits_posted FROM ledger_accounts WHERE id = 9100001")
+    assert balance[0]["credits_posted"] == 200

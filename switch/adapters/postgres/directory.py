@@ -598,6 +598,76 @@ class PgDirectory:
             for r in rows
         ]
 
+    async def add_merchant(self, merchant: Merchant, *, currency: int) -> bool:
+        """An operator's new merchant (`switchctl merchant add`), settling into ledger account
+        `merchant.settlement_account_id` in `currency`: created with the merchant when it does not exist;
+        an existing one must already be another merchant's settlement account in that currency (a chain's
+        shops settling together), never a cardholder's or the bank's own. True when the account was
+        created. DirectoryError when the id is taken or the account is not fit."""
+        account_id = merchant.settlement_account_id
+
+        async def work(conn: AnyConnection) -> bool:
+            # Locked, so two adds naming a new account create it once and see each other's merchant.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('merchant-account:' || $1, 0))",
+                str(account_id),
+            )
+            existing = await conn.fetchval("SELECT currency FROM ledger_accounts WHERE id = $1", account_id)
+            if existing is None:
+                await conn.execute(
+                    "INSERT INTO ledger_accounts (id, currency, debits_must_not_exceed_credits) VALUES ($1, $2, false)",
+                    account_id,
+                    currency,
+                )
+            elif existing != currency or not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM merchants WHERE settlement_account_id = $1)", account_id
+            ):
+                raise DirectoryError(
+                    f"ledger account {account_id} exists and is not a merchant's settlement account in {currency:03d}"
+                )
+            await conn.execute(
+                "INSERT INTO merchants (merchant_id, name, settlement_account_id, category_code, active) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                merchant.merchant_id,
+                merchant.name,
+                account_id,
+                merchant.category_code,
+                merchant.active,
+            )
+            return existing is None
+
+        try:
+            created = await self._db.transaction(work)
+        except asyncpg.UniqueViolationError:
+            raise DirectoryError(f"merchant {merchant.merchant_id.strip()!r} exists already") from None
+        except asyncpg.CheckViolationError:
+            raise DirectoryError(
+                f"merchant {merchant.merchant_id.strip()!r}: a value the table refuses"
+            ) from None
+        self._epoch += 1
+        self._merchants.pop(merchant.merchant_id, None)
+        await self._sync_listeners()
+        return bool(created)
+
+    async def set_merchant_active(self, merchant_id: str, active: bool) -> None:
+        """Serve (True) or refuse (False: 03) a merchant's terminals from the very next request everywhere."""
+        status = await self._db.execute(
+            "UPDATE merchants SET active = $2 WHERE merchant_id = $1", merchant_id, active
+        )
+        if status.endswith(" 0"):
+            raise DirectoryError(f"merchant {merchant_id.strip()!r} does not exist")
+        self._epoch += 1
+        self._merchants.pop(merchant_id, None)
+        await self._sync_listeners()
+
+    async def merchant_rows(self) -> list[tuple[Merchant, int, int]]:
+        """Every merchant with its settlement account's currency and its number of terminals."""
+        rows = await self._db.fetch(
+            "SELECT m.*, a.currency, (SELECT count(*) FROM terminals t WHERE t.merchant_id = m.merchant_id) AS n "
+            "FROM merchants m JOIN ledger_accounts a ON a.id = m.settlement_account_id ORDER BY m.merchant_id"
+        )
+        return [(_merchant_from_row(r), r["currency"], r["n"]) for r in rows]
+
     async def set_pin_verification_value(self, card_id: int, value: str) -> None:
         status = await self._db.execute(
             "UPDATE cards SET pin_verification_value = $2, pin_tries = 0, updated_at = now() "

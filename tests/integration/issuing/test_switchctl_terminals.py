@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     cards_cmd.register(sub)
     terminals_cmd.register(sub)
+    terminals_cmd.register_merchants(sub)
     keys_cmd.register(sub)
     return parser
 
@@ -148,3 +149,40 @@ def test_a_dukpt_pin_pad_names_a_key_set_the_operator_added(switchctl: Run) -> N
     assert "1" in [
         line.split()[1] for line in switchctl("keys", "list")[1].splitlines() if line.startswith("ABCDEF0123")
     ]
+
+
+def merchant_lines(run: Run) -> dict[str, str]:
+    """`merchant list`'s lines by merchant id."""
+    code, out, _ = run("merchant", "list")
+    assert code == 0
+    return {line.split()[0]: line for line in out.splitlines()[1:-1]}
+
+
+def test_merchants_are_added_with_their_settlement_account_and_listed(switchctl: Run) -> None:
+    """If an operator adds a merchant on a new ledger account, a second shop of the chain on the same
+    account, then both are listed (the demo's too); an account that is no merchant's (the bank's funding
+    account) or in another currency is refused, as is a taken id; disable and enable work."""
+    code, out, err = switchctl(
+        "merchant", "add", "SHOP1", "--name", "Chain shop 1", "--settlement-account", "9000001"
+    )
+    assert code == 0, err
+    assert "merchant SHOP1 added, settling into a new ledger account 9000001 (840)" in out
+    code, out, _ = switchctl(
+        "merchant", "add", "SHOP2", "--name", "Chain shop 2", "--settlement-account", "9000001"
+    )
+    assert code == 0 and "the shared ledger account 9000001" in out
+    for argv, message in (
+        (("SHOP3", "--name", "x", "--settlement-account", "1"), "is not a merchant's settlement account"),
+        (("SHOP3", "--name", "x", "--settlement-account", "9000001", "--currency", "978"), "in 978"),
+        (("SHOP1", "--name", "again", "--settlement-account", "9000002"), "exists already"),
+        (("SHOP3", "--name", "x", "--settlement-account", "9000003", "--mcc", "12"), "4 digits"),
+    ):
+        code, _, err = switchctl("merchant", "add", *argv)
+        assert code == 1 and message in err, err
+    lines = merchant_lines(switchctl)
+    assert set(lines) >= {"SHOP1", "SHOP2", demo.MERCHANT_ID} and "SHOP3" not in lines
+    assert "9000001 840" in lines["SHOP2"] and "Chain shop 2" in lines["SHOP2"]
+    assert switchctl("merchant", "disable", "SHOP1")[0] == 0
+    assert merchant_lines(switchctl)["SHOP1"].split()[1] == "disabled"
+    assert switchctl("merchant", "enable", "SHOP1")[0] == 0
+    assert switchctl("merchant", "disable", "NOSHOP")[0] == 1
