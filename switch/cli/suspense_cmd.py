@@ -2,8 +2,9 @@
 
 - `list`: the advices our cardholders' accounts could not cover, still owed (`--all`: settled ones too),
   oldest first, PANs masked.
-- `recover ADVICE_ID`: the cardholder pays what is still owed of one, from the card's first account in the
-  advice's currency, once; refused while that account cannot cover it.
+- `recover ADVICE_ID`: the cardholder pays what is still owed of one, from the card's account the advice
+  was for (else its first account in the advice's currency), once; refused while that account cannot
+  cover it.
 
 On the database only (no HSM, no PAN vault: nothing here needs a clear PAN). A running switchd needs
 nothing: a later reversal of the advice by the network gives the payment back to the cardholder. Exit

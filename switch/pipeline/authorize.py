@@ -77,6 +77,7 @@ from switch.pipeline.issuer import (
     IssuerNetwork,
     advice_recovery,
     advice_recovery_id,
+    advice_suspense_account,
     advice_suspense_card,
     advice_suspense_reference,
     network_transfer_id,
@@ -1003,7 +1004,8 @@ class Authorizer:
         recovery = found.get(recovery_id)
         if recovery is None:
             card = await self.directory.card_by_pan(ctx.card_data.pan) if ctx.card_data is not None else None
-            account = recovery_account(card, first.currency) if card is not None else None
+            named = advice_suspense_account(first.reference)
+            account = recovery_account(card, first.currency, named) if card is not None else None
             if account is None:
                 return []
             recovery = advice_recovery(first, account.account_id, first.amount)
@@ -1343,7 +1345,7 @@ class Authorizer:
             booked = dataclasses.replace(
                 transfer,
                 debit_account_id=suspense,
-                reference=advice_suspense_reference(ctx.rrn, card.card_id),
+                reference=advice_suspense_reference(ctx.rrn, card.card_id, transfer.debit_account_id),
             )
             (outcome,) = await self.ledger.create_transfers([booked])
             if outcome in (TransferResult.OK, TransferResult.EXISTS):

@@ -16,6 +16,7 @@ No I/O: the keys are read through `NetworkKeys` (ports), everything else is comp
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ __all__ = [
     "advice_recovery",
     "advice_recovery_id",
     "advice_rrn",
+    "advice_suspense_account",
     "advice_suspense_account_id",
     "advice_suspense_card",
     "advice_suspense_reference",
@@ -115,10 +117,22 @@ def advice_suspense_account_id(network: str, currency: int) -> int:
 _SUSPENSE_CARD = ":suspense:card:"
 
 
-def advice_suspense_reference(rrn: str, card_id: int) -> str:
-    """The reference of an advice booked to suspense: its RRN and the card it is owed by (the card's
-    internal id, not its PAN), which is how a reversal of the advice is matched to its card."""
-    return f"advice:rrn:{rrn}{_SUSPENSE_CARD}{card_id}"
+_SUSPENSE_ACCOUNT = re.compile(r":account:([0-9]+)" + re.escape(_SUSPENSE_CARD))
+
+
+def advice_suspense_reference(rrn: str, card_id: int, account_id: int | None = None) -> str:
+    """The reference of an advice booked to suspense: its RRN, the card's account the advice was for (the
+    one field 3 chose, which pays it back) and the card it is owed by (the card's internal id, not its
+    PAN), which is how a reversal of the advice is matched to its card."""
+    account = f":account:{account_id}" if account_id is not None else ""
+    return f"advice:rrn:{rrn}{account}{_SUSPENSE_CARD}{card_id}"
+
+
+def advice_suspense_account(reference: str) -> int | None:
+    """The card's account in the reference of an advice booked to suspense; None when it names none
+    (booked before the account was recorded: the card's first account in the currency pays it)."""
+    found = _SUSPENSE_ACCOUNT.search(reference) if reference.startswith("advice:rrn:") else None
+    return int(found.group(1)) if found else None
 
 
 def advice_suspense_card(reference: str) -> int | None:
@@ -155,10 +169,13 @@ def advice_rrn(reference: str) -> str:
     return reference.removeprefix("advice:rrn:").split(":", 1)[0]
 
 
-def recovery_account(card: Card, currency: int) -> Account | None:
-    """The account of the card that pays an advice booked to suspense: its first in the advice's currency
-    (in the card's own order, as the directory lists them and `switchctl suspense recover` picks it)."""
-    return next((account for account in card.accounts if account.currency == currency), None)
+def recovery_account(card: Card, currency: int, named: int | None = None) -> Account | None:
+    """The account of the card that pays an advice booked to suspense: the one the advice was for
+    (`named`, from its reference) while it is still the card's in that currency, else its first in the
+    advice's currency (in the card's own order, as the directory lists them and `switchctl suspense
+    recover` picks it)."""
+    in_currency = [account for account in card.accounts if account.currency == currency]
+    return next((a for a in in_currency if a.account_id == named), in_currency[0] if in_currency else None)
 
 
 def _institution(value: str) -> str:

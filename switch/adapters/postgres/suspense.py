@@ -3,7 +3,8 @@ payment of one (`switchctl suspense`).
 
 An advice the cardholder's account could not cover was booked from the network's advice suspense account
 to its settlement account (`switch.pipeline.issuer`). Recovering it is one posted transfer from the card's
-recovery account (`recovery_account`: its first account in the advice's currency) to that suspense
+recovery account (`recovery_account`: the account the advice was for, else its first account in the
+advice's currency) to that suspense
 account, id `recover:<advice id>`, for what is still owed (the amount less what a network reversal gave
 back). It runs in one transaction under the transaction-level advisory lock of the advice's reversal id
 (`rev:<advice id>`), which a ledger batch carrying that reversal takes too: either the reversal came
@@ -26,6 +27,7 @@ from switch.pipeline.issuer import (
     ADVICE_SUSPENSE_ACCOUNT_BASE,
     advice_recovery,
     advice_rrn,
+    advice_suspense_account,
     advice_suspense_card,
 )
 
@@ -43,11 +45,13 @@ SELECT t.id, t.amount, t.currency, t.reference, t.debit_account_id, t.credit_acc
 """
 _ALL = _ITEMS + " ORDER BY t.created_at, t.id"
 _ONE = _ITEMS + " AND t.id = $2"
+# `recovery_account`'s rule in SQL: the account the advice was for ($3) while it is still the card's in the
+# currency, else the card's first account in it.
 _RECOVERY_ACCOUNT = """
 SELECT ca.account_id
   FROM card_accounts AS ca JOIN ledger_accounts AS la ON la.id = ca.account_id
  WHERE ca.card_id = $1 AND la.currency = $2
- ORDER BY ca.position, ca.account_type
+ ORDER BY ca.account_id IS DISTINCT FROM $3::bigint, ca.position, ca.account_type
  LIMIT 1
 """
 _APPLY = f"SELECT {APPLY_TRANSFERS_CALL}"
@@ -125,7 +129,9 @@ class PgAdviceSuspense:
                 return Recovery.ALREADY_RECOVERED, item
             if item.owed <= 0:
                 return Recovery.NOTHING_OWED, item
-            account = await conn.fetchval(_RECOVERY_ACCOUNT, item.card_id, item.currency)
+            account = await conn.fetchval(
+                _RECOVERY_ACCOUNT, item.card_id, item.currency, advice_suspense_account(row["reference"])
+            )
             if account is None:
                 return Recovery.NO_ACCOUNT, item
             advice = Transfer(

@@ -29,16 +29,29 @@ from switch.pipeline.forward import network_settlement_account_id
 from switch.pipeline.issuer import (
     IssuerNetwork,
     advice_recovery_id,
+    advice_rrn,
+    advice_suspense_account,
     advice_suspense_account_id,
     advice_suspense_card,
     advice_suspense_reference,
     issuer_response_codes,
     network_transfer_id,
     parse_network_original,
+    recovery_account,
 )
 from switch.pipeline.network_keys import NetworkKeys
 from tests.unit.pipeline.test_forward import MemoryKeyStore
-from tests.unit.pipeline.world import CARDHOLDER, FUNDING, NOW, PAN, PIN, GatedPostings, ModelLedger, World
+from tests.unit.pipeline.world import (
+    CARDHOLDER,
+    FUNDING,
+    NOW,
+    PAN,
+    PIN,
+    SAVINGS,
+    GatedPostings,
+    ModelLedger,
+    World,
+)
 
 VISA = Codec("visa")
 SETTLEMENT = network_settlement_account_id("visa", 840)
@@ -212,6 +225,22 @@ def test_suspense_reference_names_its_card_and_no_other_reference_does():
     assert advice_suspense_card(advice_suspense_reference("632719001234", 42)) == 42
     assert advice_suspense_card("advice:rrn:632719001234") is None
     assert advice_suspense_card("rrn:632719001234:suspense:card:42") is None
+
+
+def test_suspense_reference_names_the_account_the_advice_was_for():
+    """If a suspense booking names the card's account, then it is read back with the card and the RRN;
+    a booking made before accounts were named reads None, and the recovery then takes the card's first
+    account in the currency, as it does when the named one is no longer the card's."""
+    reference = advice_suspense_reference("632719001234", 42, 1002)
+    assert (advice_suspense_card(reference), advice_suspense_account(reference)) == (42, 1002)
+    assert advice_rrn(reference) == "632719001234"
+    assert advice_suspense_account(advice_suspense_reference("632719001234", 42)) is None
+    assert advice_suspense_account("rrn:1:account:5:suspense:card:42") is None
+    card = World().card
+    assert recovery_account(card, 840, SAVINGS).account_id == SAVINGS
+    assert recovery_account(card, 840, None).account_id == CARDHOLDER
+    assert recovery_account(card, 840, 999_999).account_id == CARDHOLDER
+    assert recovery_account(card, 978, SAVINGS) is None
 
 
 def test_suspense_accounts_are_apart_from_settlement_accounts():
@@ -513,6 +542,37 @@ async def test_payment_committed_after_the_reversal_looked_is_still_given_back(r
     ledger.lookup_transfers = lookup_before_the_payment
     assert (await rig.send(rig.reversal(advice)))[39] == "00"
     assert await rig.world.available() == 250_000 and await rig.suspense() == 0
+
+
+async def test_a_paid_advice_for_the_checking_account_is_given_back_to_that_account(rig):
+    """If an advice for the card's checking account (field 3: from 20) goes to suspense, then its booking
+    names that account; when the cardholder paid it from there and the payment commits after a network
+    reversal looked, the reversal gives it back to that account (not to the card's first one)."""
+    advice = rig.request(mti="0220", processing="002000", amount=5_000, pin=None)
+    assert (await rig.send(advice))[39] == "00"
+    advice_id = network_transfer_id("visa", acquirer="400001", transmission=advice[7], stan=advice[11])
+    booked = (await rig.world.ledger.lookup_transfers([advice_id]))[advice_id]
+    assert advice_suspense_account(booked.reference) == SAVINGS
+    ledger = rig.world.ledger
+    funds = Transfer(
+        transfer_id="top-up:savings", kind=TransferKind.POSTED, debit_account_id=FUNDING,
+        credit_account_id=SAVINGS, amount=5_000, currency=840,
+    )  # fmt: skip
+    payment = Transfer(
+        transfer_id=advice_recovery_id(advice_id), kind=TransferKind.POSTED, debit_account_id=SAVINGS,
+        credit_account_id=SUSPENSE, amount=5_000, currency=840,
+    )  # fmt: skip
+    assert await ledger.create_transfers([funds, payment]) == [TransferResult.OK, TransferResult.OK]
+
+    async def lookup_before_the_payment(ids):
+        found = await ModelLedger.lookup_transfers(ledger, ids)
+        return {k: v for k, v in found.items() if k != payment.transfer_id}
+
+    ledger.lookup_transfers = lookup_before_the_payment
+    with structlog.testing.capture_logs() as logs:
+        assert (await rig.send(rig.reversal(advice)))[39] == "00"
+    assert not [e for e in logs if e["event"] == "advice recovery not given back"]
+    assert await rig.world.available(SAVINGS) == 5_000 and await rig.suspense() == 0
 
 
 async def test_advice_beyond_the_funds_without_a_suspense_account_is_answered_with_its_code():
