@@ -44,6 +44,7 @@ from switch.adapters.saf_worker import SafMetrics, SafWorker, SafWorkerSettings
 from switch.adapters.terminal_server import ListenerShare, TerminalServer
 from switch.cli.demo_seed import seed_demo
 from switch.config import Config, NetworkConfig
+from switch.domain.business_day import business_day
 from switch.domain.ledger_types import LedgerAccount
 from switch.domain.model import Pan
 from switch.domain.pan_vault import PanVault
@@ -189,6 +190,7 @@ async def _start_core(
             await db.execute(_FORGET_WORKING_KEYS, sorted(enabled))
     codec = Codec("terminal")
     clock = SystemClock()
+    business = business_day(config.switch.business_timezone)  # checked when the config was loaded
     interbank = (
         await _build_interbank(config, enabled, db, metrics, services, hsm, vault, ledger, clock)
         if enabled
@@ -204,6 +206,7 @@ async def _start_core(
         routes=interbank.routes if interbank is not None else None,
         forwarder=interbank.forwarder if interbank is not None else None,
         ksn_counters=PgKsnCounters(db),
+        business=business,
     )
     service = TerminalService(
         authorizer=authorizer,
@@ -211,6 +214,7 @@ async def _start_core(
         metrics=metrics,
         clock=clock,
         node_name=config.switch.node_name,
+        business=business,
     )
     if interbank is not None:
         await _start_links(config, interbank, authorizer, journal, metrics, services, clock)
@@ -346,6 +350,7 @@ async def _build_interbank(
         ),
         card_token=card_token,
         clock=clock,
+        business=business_day(config.switch.business_timezone),
     )
     await forwarder.ensure_settlement_accounts()
     return Interbank(
@@ -392,6 +397,7 @@ async def _start_links(
             metrics=metrics,
             clock=clock,
             node_name=config.switch.node_name,
+            business=authorizer.business,
         )
     await services.start(interbank.worker.run)
     for name, link in interbank.links.items():

@@ -30,6 +30,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import specs
 from specs import demo_networks
+from switch.domain.business_day import business_day
 
 __all__ = [
     "Config",
@@ -69,6 +70,14 @@ def _check_forwarded_keep(value: float) -> str | None:
     return None if value >= 8 * 24 * 3600 else "at least 691200 (8 days)"
 
 
+def _check_timezone(value: str) -> str | None:
+    try:
+        business_day(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _check_non_negative(value: float) -> str | None:
     return None if value >= 0 else "a number of 0 or more"
 
@@ -84,6 +93,12 @@ class SwitchConfig:
         10.0, check=_check_non_negative, doc="on SIGTERM/SIGINT, how long in-flight work may finish"
     )
     var_dir: str = _field("var", doc="where runtime data lives (embedded PostgreSQL, HSM files)")
+    business_timezone: str = _field(
+        "UTC",
+        check=_check_timezone,
+        doc="the bank's time zone (IANA name): daily limits restart and the journal's business date turns "
+        "at its midnight",
+    )
     workers: int = _field(
         1,
         check=lambda v: None if 1 <= v <= 64 else "a whole number of processes from 1 to 64",

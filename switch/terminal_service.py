@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from switch.domain.business_day import UTC_DAY, BusinessDay
 from switch.domain.journal import JournalEntry
 from switch.domain.results import TERMINAL_RESPONSE_CODES
 from switch.iso.message import Message
@@ -45,9 +46,17 @@ def masked_fields(message: Message | None) -> dict[str, str]:
 
 class TerminalService:
     def __init__(
-        self, *, authorizer: Answerer, journal: Journal, metrics: Metrics, clock: Clock, node_name: str
+        self,
+        *,
+        authorizer: Answerer,
+        journal: Journal,
+        metrics: Metrics,
+        clock: Clock,
+        node_name: str,
+        business: BusinessDay = UTC_DAY,
     ) -> None:
         self.authorizer = authorizer
+        self.business = business
         self.journal = journal
         self.metrics = metrics
         self.clock = clock
@@ -120,7 +129,7 @@ class TerminalService:
         now = self.clock.now()
         self.journal.record(
             JournalEntry(
-                business_date=now.date(),
+                business_date=self.business.date_of(now),
                 node_name=self.node_name,
                 terminal_id=request.get(41) or "",
                 merchant_id=request.get(42) or "",

@@ -36,6 +36,7 @@ from typing import Protocol
 
 import trio
 
+from switch.domain.business_day import UTC_DAY, BusinessDay
 from switch.domain.dukpt import KsnProblem, MemoryKsnCounters, ksn_for_request, parse_field53
 from switch.domain.ledger_types import (
     Transfer,
@@ -265,6 +266,7 @@ class Authorizer:
         routes: Routes | None = None,
         forwarder: Forwarder | None = None,
         ksn_counters: KsnCounters | None = None,
+        business: BusinessDay = UTC_DAY,
     ) -> None:
         if (routes is None) != (forwarder is None):
             raise ValueError("forwarding needs both the routing table and the forwarder")
@@ -274,6 +276,8 @@ class Authorizer:
         self.clock = clock
         self.routes = routes
         self.forwarder = forwarder
+        # The bank's calendar: daily limits and card dates are on its dates, not UTC's.
+        self.business = business
         self._respond = respond
         self._encode = encode
         # identity -> (fingerprint, the outcome as plain values): answers a retransmission with the
@@ -489,10 +493,10 @@ class Authorizer:
         status_result = _STATUS_RESULT.get(card.status)
         if status_result is not None:
             return status_result
-        now = self.clock.now()
-        if card.activation_date is not None and card.activation_date > now.date():
+        today = self.business.local(self.clock.now())
+        if card.activation_date is not None and card.activation_date > today.date():
             return Result.NOT_PERMITTED_TO_CARDHOLDER  # issued active, but valid only from a later date
-        if card.expiry_yymm < now.strftime("%y%m"):
+        if card.expiry_yymm < today.strftime("%y%m"):
             return Result.EXPIRED_CARD
         if ctx.card_data.expiry_yymm is not None and ctx.card_data.expiry_yymm != card.expiry_yymm:
             return Result.EXPIRED_CARD
@@ -661,7 +665,7 @@ class Authorizer:
             t.value in card.product.daily_amount_max or t.value in card.product.daily_count_max
         ):
             assert ctx.transmitted is not None
-            limit_key = f"card:{card.card_id}:{t.value}:{ctx.transmitted.date().isoformat()}"
+            limit_key = f"card:{card.card_id}:{t.value}:{self.business.date_of(ctx.transmitted).isoformat()}"
         transfer = Transfer(
             transfer_id=ctx.transfer_id,
             kind=kind,

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from switch.domain.business_day import UTC_DAY, BusinessDay
 from switch.domain.ledger_types import (
     LedgerAccount,
     Transfer,
@@ -199,6 +200,7 @@ class Forwarder:
         card_token: Callable[[Pan], str],
         clock: Clock,
         preauth_hold_s: int = _PREAUTH_HOLD_S_DEFAULT,
+        business: BusinessDay = UTC_DAY,
     ) -> None:
         self.networks = networks
         self.hsm = hsm
@@ -211,6 +213,7 @@ class Forwarder:
         self._card_token = card_token
         self.clock = clock
         self.preauth_hold_s = preauth_hold_s
+        self.business = business  # stand-in's daily counters turn at the bank's midnight
 
     async def ensure_settlement_accounts(self) -> None:
         """Create the network settlement accounts that do not exist yet (at start; idempotent)."""
@@ -405,7 +408,7 @@ class Forwarder:
             return declined
         if rule.currency != acquired.currency or not rule.covers_amount(acquired.amount):
             return declined
-        day = req.transmitted.date().isoformat()
+        day = self.business.date_of(req.transmitted).isoformat()
         transfer = self._settlement_transfer(
             req,
             net.profile.name,

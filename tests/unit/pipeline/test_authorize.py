@@ -9,6 +9,7 @@ import gc
 import pytest
 
 from hsm.crypto.des import kcv_tdes, tdes_ecb_decrypt
+from switch.domain.business_day import business_day
 from switch.domain.ledger_types import TransferResult
 from switch.domain.model import CardStatus, ListEntry, ListKind
 from switch.domain.transactions import parse_additional_amounts
@@ -497,3 +498,17 @@ async def test_void_by_an_rrn_of_another_terminal_is_not_found(world):
     void = world.request("0200", "020000", 2500, pin=None, terminal="ATM00001", extra={37: rrn})
     assert (await world.send(void))[39] == "25"
     assert await world.available() == 100_000 - 2500
+
+
+@pytest.mark.parametrize(("zone", "second"), [("UTC", "61"), ("Asia/Tehran", "00")])
+async def test_daily_limits_turn_at_the_banks_midnight(world, zone, second):
+    """If two purchases of 15.00 under a daily maximum of 20.00 are sent at 20:00 and 21:00 UTC, then in
+    UTC they share a day (the second is 61), while for a bank in Tehran (UTC+3:30) the second is on the
+    next day (23:30 and 00:30 local) and is approved."""
+    world.authorizer.business = business_day(zone)
+    product = dataclasses.replace(world.product, daily_amount_max={"purchase": 2000})
+    world.directory.cards[PAN] = dataclasses.replace(world.card, product=product)
+    first = world.request(amount=1500, extra={7: "1123200000"})
+    later = world.request(amount=1500, extra={7: "1123210000"})
+    assert (await world.send(first))[39] == "00"
+    assert (await world.send(later))[39] == second

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
+from datetime import UTC, date, datetime
 
 from hsm.client import HsmClient, TcpTransport
 from switch.adapters.hsm import ClientHsm
+from switch.domain.business_day import business_day
 from switch.domain.journal import JournalEntry
 from switch.metrics import Metrics
 from switch.terminal_service import TerminalService
@@ -65,3 +67,24 @@ async def test_journal_entry_is_masked_and_complete():
     assert entry.amount == 250 and entry.response_code == "00" and entry.auth_code == response[38]
     assert {"35", "52"}.isdisjoint(entry.request)
     assert "9900010000000019" not in str(entry)
+
+
+async def test_journal_business_date_is_the_banks_date():
+    """If the bank is in Tehran (UTC+3:30) and a purchase is answered at 20:45 UTC, then the journal's
+    business date is the next day, Tehran's; in UTC it is the same day."""
+    for zone, expected in (("Asia/Tehran", date(2026, 11, 24)), ("UTC", date(2026, 11, 23))):
+        world = World()
+        await world.fund()
+        world.clock.current = datetime(2026, 11, 23, 20, 45, tzinfo=UTC)
+        journal = ListJournal()
+        service = TerminalService(
+            authorizer=world.authorizer,
+            journal=journal,
+            metrics=Metrics.create(version="test", node_name="n1"),
+            clock=world.clock,
+            node_name="n1",
+            business=business_day(zone),
+        )
+        response = await service.handle(world.request(amount=250))
+        assert response is not None and response[39] == "00"
+        assert [e.business_date for e in journal.entries] == [expected]
