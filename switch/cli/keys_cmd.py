@@ -34,7 +34,7 @@ from switch.adapters.postgres.network_keys import PgNetworkKeyStore
 from switch.cli.common import fail, load_config_or_exit, open_cli_hsm, open_database
 from switch.logs import configure_logging
 
-__all__ = ["check_value_under_lmk", "register", "valid_key_and_kcv"]
+__all__ = ["check_value_under_lmk", "key_refusal", "register", "valid_key_and_kcv"]
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -86,6 +86,18 @@ async def check_value_under_lmk(hsm: HsmClient, key: str, key_type: str) -> str 
     return data[:6] if code == "00" else None
 
 
+async def key_refusal(hsm: HsmClient, key: str, key_type: str, kcv: str, what: str) -> str | None:
+    """Why `key` is not stored as the operator's `what` (LMK key type `key_type`) with check value `kcv`,
+    or None when the HSM confirms it. The check value the HSM computes is named in the refusal: it is the
+    HSM's view of a key the operator already holds, not a secret."""
+    computed = await check_value_under_lmk(hsm, key, key_type)
+    if computed is None:
+        return f"the HSM does not take that key as a {what} under its LMK; nothing stored"
+    if computed != kcv:
+        return f"the {what}'s check value is {computed}, not {kcv}; nothing stored"
+    return None
+
+
 def valid_key_and_kcv(key: str, kcv: str, what: str) -> tuple[str, str]:
     """`key` and `kcv` as typed, upper-cased; a usage error (exit 2) when either is malformed."""
     key, kcv = key.strip().upper(), kcv.strip().upper()
@@ -108,16 +120,9 @@ def _zmk(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         async with open_cli_hsm(config) as hsm:
-            computed = await check_value_under_lmk(hsm, key, _ZMK_TYPE)
-        if computed is None:
-            print(
-                "refused: the HSM does not take that key as a ZMK under its LMK; nothing stored",
-                file=sys.stderr,
-            )
-            return EXIT_REFUSED
-        if computed != kcv:
-            # The computed value is the HSM's view of a key the operator already holds: not a secret.
-            print(f"refused: the key's check value is {computed}, not {kcv}; nothing stored", file=sys.stderr)
+            refusal = await key_refusal(hsm, key, _ZMK_TYPE, kcv, "ZMK")
+        if refusal is not None:
+            print(f"refused: {refusal}", file=sys.stderr)
             return EXIT_REFUSED
         async with open_database(config) as db:
             try:
@@ -145,15 +150,9 @@ def _bdk(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         async with open_cli_hsm(config) as hsm:
-            computed = await check_value_under_lmk(hsm, key, _BDK_TYPE)
-        if computed is None:
-            print(
-                "refused: the HSM does not take that key as a BDK under its LMK; nothing stored",
-                file=sys.stderr,
-            )
-            return EXIT_REFUSED
-        if computed != kcv:
-            print(f"refused: the key's check value is {computed}, not {kcv}; nothing stored", file=sys.stderr)
+            refusal = await key_refusal(hsm, key, _BDK_TYPE, kcv, "BDK")
+        if refusal is not None:
+            print(f"refused: {refusal}", file=sys.stderr)
             return EXIT_REFUSED
         async with open_database(config) as db:
             try:

@@ -27,7 +27,7 @@ import re
 
 from switch.adapters.postgres.directory import TerminalRow
 from switch.cli.cards_cmd import DirectoryContext, Refused, directory_command
-from switch.cli.keys_cmd import check_value_under_lmk, valid_key_and_kcv
+from switch.cli.keys_cmd import key_refusal, valid_key_and_kcv
 from switch.domain.model import DukptPinPad, Merchant, Terminal
 from switch.domain.transactions import TransactionType
 
@@ -190,11 +190,9 @@ async def _add(ctx: DirectoryContext) -> int:
     merchant = await ctx.directory.merchant(args.merchant.ljust(15))
     if merchant is None:
         raise Refused(f"no merchant {args.merchant.strip()!r}")
-    computed = await check_value_under_lmk(ctx.hsm, tmk, _TMK_TYPE)
-    if computed is None:
-        raise Refused("the HSM does not take that key as a TMK under its LMK; nothing stored")
-    if computed != kcv:
-        raise Refused(f"the TMK's check value is {computed}, not {kcv}; nothing stored")
+    refusal = await key_refusal(ctx.hsm, tmk, _TMK_TYPE, kcv, "TMK")
+    if refusal is not None:
+        raise Refused(refusal)
     await ctx.directory.add_terminal(
         Terminal(
             terminal_id=terminal_id,

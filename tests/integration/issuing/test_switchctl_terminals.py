@@ -3,8 +3,6 @@ terminal is added only with a TMK the HSM confirms and at a merchant that exists
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,43 +11,20 @@ from hsm.crypto.des import kcv_tdes
 from hsm.keys import BDK, TMK, ZMK, KeyVault
 from hsm.lmk import VariantLmk
 from specs import demo
-from switch.cli import cards_cmd, keys_cmd, terminals_cmd
+from tests.integration.cli_support import Run, switchctl_on
 
-Run = Callable[..., tuple[int, str, str]]
 CLEAR_TMK = bytes.fromhex(demo.DEMO_TMK_HEX)
 TMK_UNDER_LMK = KeyVault(VariantLmk.test_lmk()).wrap(CLEAR_TMK, TMK, "U")
 KCV = kcv_tdes(CLEAR_TMK, 6)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="switchctl")
-    parser.add_argument("--config")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cards_cmd.register(sub)
-    terminals_cmd.register(sub)
-    terminals_cmd.register_merchants(sub)
-    keys_cmd.register(sub)
-    return parser
 
 
 @pytest.fixture
 def switchctl(
     database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> Run:
-    monkeypatch.setenv("SWITCH_DATABASE_URL", database_url)
-    monkeypatch.delenv("SWITCH_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        args = _parser().parse_args(list(argv))
-        try:
-            code = args.func(args)
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        assert TMK_UNDER_LMK not in out + err and demo.DEMO_TMK_HEX not in out + err
-        return code, out, err
-
+    run = switchctl_on(
+        database_url, monkeypatch, capsys, tmp_path, never_printed=(TMK_UNDER_LMK, demo.DEMO_TMK_HEX)
+    )
     assert run("demo", "seed")[0] == 0
     return run
 

@@ -3,10 +3,8 @@ only when the HSM's check value of it is the operator's; the listing shows check
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -16,41 +14,20 @@ from hsm.crypto.des import kcv_tdes
 from hsm.keys import BDK, TPK, ZMK, KeyVault
 from hsm.lmk import PASSPHRASE_ENV, VariantLmk, write_lmk_file
 from specs.demo_networks import network
-from switch.cli import keys_cmd
+from tests.integration.cli_support import Run, switchctl_on
 
-Run = Callable[..., tuple[int, str, str]]
 VISA_ZMK = bytes.fromhex(network("visa").zmk_hex)
 VAULT = KeyVault(VariantLmk.test_lmk())
 ZMK_UNDER_LMK = VAULT.wrap(VISA_ZMK, ZMK, "U")
 KCV = kcv_tdes(VISA_ZMK, 6)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="switchctl")
-    parser.add_argument("--config")
-    keys_cmd.register(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
 @pytest.fixture
 def switchctl(
     database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> Run:
-    monkeypatch.setenv("SWITCH_DATABASE_URL", database_url)
-    monkeypatch.delenv("SWITCH_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        args = _parser().parse_args(list(argv))
-        try:
-            code = args.func(args)
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        assert ZMK_UNDER_LMK not in out + err and VISA_ZMK.hex().upper() not in out + err
-        return code, out, err
-
-    return run
+    secrets = (ZMK_UNDER_LMK, VISA_ZMK.hex().upper())
+    return switchctl_on(database_url, monkeypatch, capsys, tmp_path, never_printed=secrets)
 
 
 def _stored(database_url: str) -> list[tuple[str, str, str]]:
