@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 import asyncpg
 import trio
 
-from hsm.client import HsmClient
+from hsm.client import HsmClient, HsmTransportError
 from switch.adapters.postgres.network_keys import PgNetworkKeyStore
 from switch.cli.common import fail, load_config_or_exit, open_cli_hsm, open_database
 from switch.logs import configure_logging
@@ -82,7 +82,10 @@ async def check_value_under_lmk(hsm: HsmClient, key: str, key_type: str) -> str 
     if found is None:
         return None
     length_flag = {16: "0", 32: "1", 48: "2"}[len(found.group(2))]
-    code, data = await hsm.call("BU", f"FF{length_flag}{key};{key_type};001")
+    try:
+        code, data = await hsm.call("BU", f"FF{length_flag}{key};{key_type};001")
+    except HsmTransportError as exc:
+        raise fail(f"the HSM did not answer ({type(exc).__name__}); nothing stored") from None
     return data[:6] if code == "00" else None
 
 

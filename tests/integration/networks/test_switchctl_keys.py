@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 
 import asyncpg
@@ -154,3 +155,18 @@ def test_a_dukpt_key_set_the_hsm_does_not_confirm_is_refused(
     BDK not double length, then the command fails (1 refused, 2 usage) and lists no key set."""
     assert switchctl("keys", "bdk", *argv)[0] == code
     assert "no DUKPT key sets yet" in switchctl("keys", "list")[1]
+
+
+def test_an_hsm_that_does_not_answer_is_an_environment_error(
+    switchctl: Run, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the configured HSM is hsmd over TCP and nothing listens there, then the command says so (exit 2)
+    and stores nothing."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("SWITCH_HSM_MODE", "tcp")
+    monkeypatch.setenv("SWITCH_HSM_PORT", str(port))
+    code, _, err = switchctl("keys", "zmk", "visa", "--key", ZMK_UNDER_LMK, "--kcv", KCV)
+    assert code == 2 and "the HSM did not answer" in err
+    assert _stored(database_url) == []
