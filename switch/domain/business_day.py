@@ -18,7 +18,6 @@ __all__ = ["UTC_DAY", "BusinessDay", "business_day"]
 @dataclass(frozen=True, slots=True)
 class BusinessDay:
     timezone: tzinfo = UTC
-    name: str = "UTC"
 
     def date_of(self, instant: datetime) -> date:
         """The business date of `instant` (an aware datetime)."""
@@ -37,6 +36,6 @@ def business_day(zone: str) -> BusinessDay:
     if zone in ("UTC", "Etc/UTC", "Z"):
         return UTC_DAY
     try:
-        return BusinessDay(ZoneInfo(zone), zone)
+        return BusinessDay(ZoneInfo(zone))
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {zone!r} (an IANA name such as Asia/Tehran, or UTC)") from None

@@ -43,7 +43,6 @@ from switch.domain.ledger_types import (
     TransferKind,
     TransferResult,
     give_back,
-    reduced_hold,
     reduced_hold_id,
     resolve_pending,
     reverse_posted,
@@ -73,6 +72,7 @@ from switch.domain.translation import parse_field53 as parse_zone_key_field53
 from switch.iso.message import Message
 from switch.logs import get_logger
 from switch.pipeline.forward import Forwarder, ForwardRequest
+from switch.pipeline.holds import hold_reduced, partial_void_id, release, release_late_reduced_hold
 from switch.pipeline.issuer import (
     ISSUER_TRANSACTIONS,
     IssuerNetwork,
@@ -876,9 +876,7 @@ class Authorizer:
             if reduced is not None:
                 # Reduced by a partial reversal before: the original is voided already, the reduced hold
                 # is what is left to release.
-                paid_back = [
-                    resolve_pending(f"rev:{reduced_id}", reduced, TransferKind.VOID_PENDING, reduced.amount)
-                ]
+                paid_back = [release(reduced)]
         else:
             amount = first.amount - actual if actual is not None else first.amount
             if amount <= 0:
@@ -919,7 +917,9 @@ class Authorizer:
         ):
             # Voided by something else since the look: perhaps a partial reversal, whose reduced hold then
             # follows (or came just after the look). Release that too, so the cancel leaves nothing held.
-            return await self._release_late_reduced_hold(ctx, reduced_id)
+            released = await release_late_reduced_hold(self.ledger, reduced_id, log=log)
+            # Not acknowledged when the release was refused: the repeat of the reversal releases it.
+            return self._finish(ctx, Result.APPROVED if released else Result.SYSTEM_MALFUNCTION)
         if outcome in (
             TransferResult.PENDING_ALREADY_VOIDED,
             TransferResult.PENDING_ALREADY_POSTED,
@@ -927,29 +927,6 @@ class Authorizer:
         ):
             return self._finish(ctx, Result.APPROVED)  # nothing left to reverse
         return self._finish(ctx, _TRANSFER_TO_RESULT.get(outcome, Result.SYSTEM_MALFUNCTION))
-
-    async def _release_late_reduced_hold(self, ctx: _Context, reduced_id: str) -> Outcome:
-        """A full reversal found its hold voided by another transfer after it looked. When that was a partial
-        reversal (another process, or one answered meanwhile), the reduced hold it makes must not outlive
-        this cancel: its id is barred, so a reduced hold still to come is refused (the partial reversal is
-        then acknowledged, nothing held), and one made already is released here."""
-        if await self.ledger.bar(reduced_id):
-            return self._finish(ctx, Result.APPROVED)
-        reduced = (await self.ledger.lookup_transfers([reduced_id])).get(reduced_id)
-        if reduced is None or reduced.kind is not TransferKind.PENDING:
-            return self._finish(ctx, Result.APPROVED)
-        void = resolve_pending(f"rev:{reduced_id}", reduced, TransferKind.VOID_PENDING, reduced.amount)
-        (released,) = await self.ledger.create_transfers([void])
-        if released not in (
-            TransferResult.OK,
-            TransferResult.EXISTS,
-            TransferResult.PENDING_ALREADY_VOIDED,
-            TransferResult.PENDING_ALREADY_POSTED,
-            TransferResult.PENDING_EXPIRED,
-        ):
-            log.error("reduced hold not released", transfer=reduced_id, ledger_result=released.value)
-            return self._finish(ctx, Result.SYSTEM_MALFUNCTION)  # the repeat of the reversal releases it
-        return self._finish(ctx, Result.APPROVED)
 
     async def _reduce_hold(self, ctx: _Context, hold: Transfer, actual: int) -> Outcome:
         """A partial reversal of a pre-authorization (field 95 above zero): the merchant will complete it
@@ -961,34 +938,18 @@ class Authorizer:
         if actual >= hold.amount:
             ctx.transfer_id = None
             return self._finish(ctx, Result.APPROVED)  # nothing to release
-        ctx.transfer_id = f"rev:{hold.transfer_id}:partial"
+        ctx.transfer_id = partial_void_id(hold.transfer_id)
         void = resolve_pending(ctx.transfer_id, hold, TransferKind.VOID_PENDING, hold.amount)
         (voided,) = await self.ledger.create_transfers([void])
         if voided not in (TransferResult.OK, TransferResult.EXISTS):
             # Completed, expired or reversed whole already: nothing is held any more to reduce.
             ctx.transfer_id = None
             return self._finish(ctx, Result.APPROVED)
-        (held,) = await self.ledger.create_transfers([reduced_hold(hold, actual)])
-        if held is TransferResult.BARRED:
-            # A full reversal of the pre-authorization came meanwhile and barred the reduced hold: the
-            # cancel is the last word, nothing stays held.
-            log.info("reduced hold not made: the pre-authorization was reversed whole", hold=hold.transfer_id)
-            return self._finish(ctx, Result.APPROVED)
-        # "Different fields": an earlier partial reversal reduced it to another amount; it stands (a
-        # hold is reversed once).
-        if held not in (
-            TransferResult.OK,
-            TransferResult.EXISTS,
-            TransferResult.EXISTS_WITH_DIFFERENT_FIELDS,
-        ):
-            log.error(
-                "reduced hold not made; the hold is released whole",
-                hold=hold.transfer_id,
-                ledger_result=held.value,
-            )
-            # Not acknowledged: the terminal repeats the reversal (0401), which finds the void done and
-            # makes the reduced hold.
-            return self._finish(ctx, Result.SYSTEM_MALFUNCTION)
+        # 96 when the ledger refuses the reduced hold: the terminal repeats the reversal (0401), which
+        # finds the void done and makes it.
+        refused = await hold_reduced(self.ledger, hold, actual, log=log)
+        if refused is not None:
+            return self._finish(ctx, refused)
         return self._finish(ctx, Result.APPROVED)
 
     async def _recovery_given_back(self, ctx: _Context, first: Transfer, amount: int) -> list[Transfer]:

@@ -45,7 +45,6 @@ from switch.domain.ledger_types import (
     TransferKind,
     TransferResult,
     give_back,
-    reduced_hold,
     reduced_hold_id,
     resolve_pending,
 )
@@ -73,6 +72,7 @@ from switch.domain.translation import (
 )
 from switch.iso.message import Message
 from switch.logs import get_logger
+from switch.pipeline.holds import RELEASED, hold_reduced, partial_void_id, release, release_late_reduced_hold
 from switch.pipeline.network_keys import NetworkKeys
 from switch.ports import (
     Clock,
@@ -123,16 +123,9 @@ _COMPLETION_REFUSAL: Mapping[TransferResult, Result] = {
     TransferResult.EXCEEDS_PENDING_AMOUNT: Result.INVALID_AMOUNT,
     TransferResult.EXISTS_WITH_DIFFERENT_FIELDS: Result.DUPLICATE,
 }
-# A reversal the ledger has nothing (more) to do for: acknowledged, the network is still told.
-_REVERSED_ALREADY = (
-    TransferResult.OK,
-    TransferResult.EXISTS,
-    TransferResult.ALREADY_REVERSED,
-    TransferResult.EXISTS_WITH_DIFFERENT_FIELDS,
-    TransferResult.PENDING_ALREADY_VOIDED,
-    TransferResult.PENDING_ALREADY_POSTED,
-    TransferResult.PENDING_EXPIRED,
-)
+# A reversal the ledger has nothing (more) to do for: acknowledged, the network is still told. The same
+# results as a hold's release.
+_REVERSED_ALREADY = RELEASED
 
 
 def network_settlement_account_id(network: str, currency: int) -> int:
@@ -497,7 +490,7 @@ class Forwarder:
             # Everything was dispensed: nothing to give back.
             return ForwardOutcome(Result.APPROVED, route, name)
         reduced_id = reduced_hold_id(record.transfer_id)
-        partial_id = _partial_reversal_id(record.transfer_id)
+        partial_id = partial_void_id(record.transfer_id)
         # With the original, what a partial reversal of a hold may have left: one look for all three.
         found = await self.ledger.lookup_transfers([record.transfer_id, reduced_id, partial_id])
         original = found.get(record.transfer_id)
@@ -550,7 +543,7 @@ class Forwarder:
         reduced_id = reduced_hold_id(record.transfer_id)
         if keep:
             void = resolve_pending(
-                _partial_reversal_id(record.transfer_id),
+                partial_void_id(record.transfer_id),
                 hold,
                 TransferKind.VOID_PENDING,
                 hold.amount,
@@ -563,7 +556,7 @@ class Forwarder:
                 return ForwardOutcome(Result.APPROVED, route, name)
             # Expired here, nothing is held anew; the network's hold may still stand: it is told all the same.
             if voided is not TransferResult.PENDING_EXPIRED:
-                refused = await self._hold_reduced(hold, keep)
+                refused = await hold_reduced(self.ledger, hold, keep, log=log)
                 if refused is not None:
                     return ForwardOutcome(refused, route, name)
             message = network_reversal(
@@ -576,18 +569,10 @@ class Forwarder:
             key = reversal_key(name, record.message)
         else:
             reduced = found.get(reduced_id)
-            after_partial = _partial_reversal_id(record.transfer_id) in found
+            after_partial = partial_void_id(record.transfer_id) in found
             releases = [_reversal_transfer(hold, None)]
             if reduced is not None and reduced.kind is TransferKind.PENDING:
-                releases.append(
-                    resolve_pending(
-                        _reversal_transfer_id(reduced_id),
-                        reduced,
-                        TransferKind.VOID_PENDING,
-                        reduced.amount,
-                        reference=f"void of {reduced_id}",
-                    )
-                )
+                releases.append(_void_of(reduced))
             voided, *others = await self.ledger.create_transfers(releases)
             if voided not in _REVERSED_ALREADY or any(r not in _REVERSED_ALREADY for r in others):
                 log.error(
@@ -600,7 +585,9 @@ class Forwarder:
             if voided is TransferResult.PENDING_ALREADY_VOIDED and reduced is None:
                 # Voided since the look: by a partial reversal, whose reduced hold must not outlive this.
                 after_partial = True
-                if not await self._release_late_reduced_hold(reduced_id):
+                if not await release_late_reduced_hold(
+                    self.ledger, reduced_id, log=log, reference=f"void of {reduced_id}"
+                ):
                     return ForwardOutcome(Result.SYSTEM_MALFUNCTION, route, name)
             message = network_reversal(
                 net.profile, record.message, reason=REVERSAL_REASON_CUSTOMER_CANCELLATION, pan=card.pan
@@ -614,44 +601,6 @@ class Forwarder:
         return ForwardOutcome(
             Result.APPROVED, route, name, network_stan=record.message.get(11), reversal_queued=True
         )
-
-    async def _hold_reduced(self, hold: Transfer, keep: int) -> Result | None:
-        """Hold `keep` anew in place of `hold` (voided): None once it is held (or was before), else the
-        terminal's answer, with the network left untold."""
-        (held,) = await self.ledger.create_transfers([reduced_hold(hold, keep)])
-        if held is TransferResult.BARRED:
-            # A full reversal came meanwhile: it released the hold here and at the network.
-            log.info("reduced hold not made: the pre-authorization was reversed whole", hold=hold.transfer_id)
-            return Result.APPROVED
-        if held not in (*_APPLIED, TransferResult.EXISTS_WITH_DIFFERENT_FIELDS):
-            log.error(
-                "reduced hold not made; the hold is released whole",
-                hold=hold.transfer_id,
-                ledger_result=held.value,
-            )
-            return Result.SYSTEM_MALFUNCTION  # the terminal's repeat makes it, then tells the network
-        return None
-
-    async def _release_late_reduced_hold(self, reduced_id: str) -> bool:
-        """Bar the reduced hold a crossing partial reversal is about to make (it is then refused), or
-        release the one it made already. False when the ledger refused the release."""
-        if await self.ledger.bar(reduced_id):
-            return True
-        reduced = (await self.ledger.lookup_transfers([reduced_id])).get(reduced_id)
-        if reduced is None or reduced.kind is not TransferKind.PENDING:
-            return True
-        void = resolve_pending(
-            _reversal_transfer_id(reduced_id),
-            reduced,
-            TransferKind.VOID_PENDING,
-            reduced.amount,
-            reference=f"void of {reduced_id}",
-        )
-        (released,) = await self.ledger.create_transfers([void])
-        if released in _REVERSED_ALREADY:
-            return True
-        log.error("reduced hold not released", transfer=reduced_id, ledger_result=released.value)
-        return False
 
     async def original_by_rrn(self, *, terminal_id: str, rrn: str, completion: bool) -> str | None:
         """The transfer id of the forwarded original a follow-up names only by RRN: this terminal's
@@ -933,23 +882,18 @@ class Forwarder:
 def _reversal_transfer(original: Transfer, replacement_amount: int | None) -> Transfer:
     """The reversal of a forwarded transaction's posting: a hold is voided, a posting given back (all of
     it, or what exceeds `replacement_amount`), at most once (its id is "rev:" + the original's)."""
-    transfer_id = _reversal_transfer_id(original.transfer_id)
     if original.kind is TransferKind.PENDING:
-        return resolve_pending(
-            transfer_id,
-            original,
-            TransferKind.VOID_PENDING,
-            original.amount,
-            reference=f"void of {original.transfer_id}",
-        )
+        return _void_of(original)
     amount = original.amount - replacement_amount if replacement_amount is not None else original.amount
-    return give_back(transfer_id, original, amount)  # a completion too, as on-us
+    return give_back(
+        _reversal_transfer_id(original.transfer_id), original, amount
+    )  # a completion too, as on-us
+
+
+def _void_of(hold: Transfer) -> Transfer:
+    """The release of a forwarded hold (or of the reduced hold that replaced it), `rev:<id>`."""
+    return release(hold, reference=f"void of {hold.transfer_id}")
 
 
 def _reversal_transfer_id(transfer_id: str) -> str:
     return f"rev:{transfer_id}"
-
-
-def _partial_reversal_id(transfer_id: str) -> str:
-    """The void of a hold that a partial reversal replaced by a reduced hold (as on-us)."""
-    return f"rev:{transfer_id}:partial"
